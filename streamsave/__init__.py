@@ -1,0 +1,58 @@
+"""streamsave: continuous, compressed, crash-safe saving of detector frames to HDF5.
+
+::
+
+    async with streamsave.open_saver("run.h5", compression="blosc2-lz4") as saver:
+        image = saver.add_detector("Camera").add_channel("image", shape=(512, 512), dtype="uint16")
+        await image.push(frame)
+
+Everything public is importable from here; the modules behind it are private.
+"""
+
+from __future__ import annotations
+
+from ._channel import Channel
+from ._errors import (
+    ConfigError,
+    FrameMismatchError,
+    LayoutFrozenError,
+    QueueFull,
+    SaverClosedError,
+    StorageError,
+    StreamSaveError,
+    TimestampError,
+    WriterError,
+)
+from ._saver import Detector, Saver, SaverConfig, open_saver
+from ._spec import Axis, Compression, Overflow
+from ._stats import ChannelStatistics, SaverStatistics
+from ._version import __version__
+
+__all__ = (
+    "Axis",
+    "Channel",
+    "ChannelStatistics",
+    "Compression",
+    "ConfigError",
+    "Detector",
+    "FrameMismatchError",
+    "LayoutFrozenError",
+    "Overflow",
+    "QueueFull",
+    "Saver",
+    "SaverClosedError",
+    "SaverConfig",
+    "SaverStatistics",
+    "StorageError",
+    "StreamSaveError",
+    "TimestampError",
+    "WriterError",
+    "__version__",
+    "open_saver",
+)
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("streamsave."):
+        _obj.__module__ = "streamsave"
+del _name, _obj

@@ -1,0 +1,107 @@
+"""Turning a chunk of whole frames into the bytes HDF5 stores for it.
+
+The engine compresses chunks itself, in a thread pool, and hands HDF5 the finished
+bytes by *direct chunk write*: HDF5's own filter pipeline is single-threaded and
+several times slower (see ``docs/decisions/0001-direct-chunk-write.md``). The bytes
+must be exactly what the filter declared on the dataset decodes:
+
+* uncompressed: the raw C-ordered buffer, no filter;
+* compressed: a blosc2 *super-chunk frame* (cframe) holding one blosc2 chunk, which
+  hdf5plugin's Blosc2 filter (id 32026) decodes.
+
+Each call uses one blosc2 thread: parallelism comes from running several encoders
+at once, which beats blosc2's internal threads because these start and stop OS
+threads on every call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import blosc2
+import numpy as np
+import numpy.typing as npt
+
+from ._spec import Compression
+
+__all__ = ("BLOSC2_FILTER_ID", "ChunkEncoder", "choose_chunk_frames", "filter_for")
+
+BLOSC2_FILTER_ID: Final = 32026
+
+# python-blosc2 holds the GIL while compressing unless told otherwise; with it
+# held, compression in a worker thread stalls the event loop for milliseconds.
+blosc2.set_releasegil(True)
+
+_CODEC: Final = {
+    "blosclz": blosc2.Codec.BLOSCLZ,
+    "lz4": blosc2.Codec.LZ4,
+    "lz4hc": blosc2.Codec.LZ4HC,
+    "zlib": blosc2.Codec.ZLIB,
+    "zstd": blosc2.Codec.ZSTD,
+}
+_SHUFFLE: Final = {
+    "none": blosc2.Filter.NOFILTER,
+    "byte": blosc2.Filter.SHUFFLE,
+    "bit": blosc2.Filter.BITSHUFFLE,
+}
+# hdf5plugin.Blosc2's compression_opts: (0, 0, 0, 0, clevel, filter, compressor);
+# HDF5 fills the first four (version, typesize, chunk size) when the dataset is made.
+_H5_SHUFFLE: Final = {"none": 0, "byte": 1, "bit": 2}
+
+
+def filter_for(compression: Compression | None) -> tuple[int, tuple[int, ...]] | None:
+    """The HDF5 filter id and its options for datasets written with ``compression``."""
+    if compression is None:
+        return None
+    opts = (0, 0, 0, 0, compression.level, _H5_SHUFFLE[compression.shuffle], _CODEC[compression.codec].value)
+    return BLOSC2_FILTER_ID, opts
+
+
+def choose_chunk_frames(frame_nbytes: int, target_bytes: int, max_frames: int) -> int:
+    """How many whole frames go in one chunk: as many as fit in ``target_bytes``
+    (at least one, at most ``max_frames``)."""
+    if frame_nbytes <= 0:
+        return max_frames
+    return max(1, min(max_frames, target_bytes // frame_nbytes))
+
+
+class ChunkEncoder:
+    """Encodes one chunk buffer into the bytes stored for it; safe to call from
+    several threads at once (it keeps no mutable state).
+
+    :param compression: the codec, or ``None`` to store raw bytes.
+    :param itemsize: the frame dtype's item size, used as blosc2's typesize.
+    """
+
+    __slots__ = ("_cparams", "compression")
+
+    def __init__(self, compression: Compression | None, itemsize: int) -> None:
+        self.compression = compression
+        self._cparams: dict[str, Any] | None = None
+        if compression is not None:
+            self._cparams = {
+                "typesize": itemsize,
+                "clevel": compression.level,
+                "codec": _CODEC[compression.codec],
+                "filters": [_SHUFFLE[compression.shuffle]],
+                "nthreads": 1,
+            }
+
+    def encode(self, chunk: npt.NDArray[Any]) -> bytes | memoryview:
+        """Return the stored form of ``chunk`` (a C-contiguous array).
+
+        Uncompressed chunks are returned as a view of ``chunk`` itself, so the caller
+        must keep ``chunk`` unchanged until the bytes are written.
+        """
+        data = memoryview(np.ascontiguousarray(chunk)).cast("B")
+        if self._cparams is None:
+            return data
+        schunk = blosc2.SChunk(chunksize=max(1, data.nbytes), data=data, cparams=self._cparams)
+        frame: bytes = schunk.to_cframe()
+        return frame
+
+
+def ratio(raw: int, stored: int) -> float:
+    """Compression ratio raw/stored; 1.0 before anything was stored."""
+    return raw / stored if stored else 1.0
+

@@ -1,0 +1,77 @@
+"""The exceptions streamsave raises.
+
+Every exception derives from :class:`StreamSaveError`; most also derive from the
+builtin they refine, so ``except ValueError`` keeps working for callers that do
+not know streamsave::
+
+    StreamSaveError
+    ├── ConfigError (ValueError)          bad argument to open_saver / add_* / Compression
+    ├── FrameMismatchError (ValueError)   frame of the wrong shape, dtype or kind
+    ├── TimestampError (ValueError)       timestamp that is not finite, or goes backwards
+    ├── QueueFull                         push_nowait / overflow="error" on a full queue
+    ├── SaverClosedError                  push or add after the saver was closed
+    ├── LayoutFrozenError                 add_detector / add_channel after writing started (SWMR)
+    ├── StorageError (OSError)            the file could not be created, written or flushed
+    └── WriterError                       the writer thread failed for another reason
+
+Once the writer has failed, every later call on the saver or its channels raises
+that same failure, so producers never hang on a dead writer.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "ConfigError",
+    "FrameMismatchError",
+    "LayoutFrozenError",
+    "QueueFull",
+    "SaverClosedError",
+    "StorageError",
+    "StreamSaveError",
+    "TimestampError",
+    "WriterError",
+)
+
+
+class StreamSaveError(Exception):
+    """Base class of every error raised by streamsave."""
+
+
+class ConfigError(StreamSaveError, ValueError):
+    """An argument to :func:`~streamsave.open_saver`, ``add_detector``, ``add_channel``
+    or :class:`~streamsave.Compression` is invalid."""
+
+
+class FrameMismatchError(StreamSaveError, ValueError):
+    """A pushed frame does not match the channel's declared shape, dtype or kind."""
+
+
+class TimestampError(StreamSaveError, ValueError):
+    """A timestamp is not a finite number of seconds, or is earlier than the previous one."""
+
+
+class QueueFull(StreamSaveError):
+    """The channel's queue is full and the call may not wait (``push_nowait``, or
+    ``overflow="error"``)."""
+
+
+class SaverClosedError(StreamSaveError):
+    """The saver is closing or closed: no more frames, detectors or channels."""
+
+
+class LayoutFrozenError(StreamSaveError):
+    """A detector or channel was added after writing started in SWMR mode.
+
+    SWMR forbids creating HDF5 objects once readers may be following the file, so
+    every detector and channel must be added before the first frame is pushed (or
+    the saver opened with ``swmr=False``).
+    """
+
+
+class StorageError(StreamSaveError, OSError):
+    """The file could not be created, written, flushed or closed (disk full, file
+    size limit, permission lost, HDF5 error)."""
+
+
+class WriterError(StreamSaveError):
+    """The writer thread failed for a reason other than storage (e.g. compression)."""

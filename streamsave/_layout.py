@@ -1,0 +1,279 @@
+"""The on-disk tree: PyMoDAQ's layout with NeXus attributes on top.
+
+::
+
+    /                                  NXroot, default=RawData
+    /RawData                           NXentry, type='detector'
+    /RawData/Logger                    VLARRAY of bytes (PyMoDAQ's log rows)
+    /RawData/Detector000               NXcollection, TITLE=<detector>, settings=<XML>
+    /RawData/Detector000/Data2D        NXcollection (Data0D / Data1D / Data2D / DataND)
+    /RawData/Detector000/Data2D/CH00   NXdata, TITLE=<channel>, signal=EnlData00
+        EnlData00                      (N, *frame_shape) frames, enlargeable
+        Axis00 ...                     signal axes (index 1, 2, ...)
+        AxisMM                         per-frame timestamps, epoch seconds (index 0)
+
+Every channel has its own time axis because channels run at different rates.
+PyMoDAQ's loader evaluates attribute values it reads; values it needs typed are
+stored in its JSON envelope (``{"module": "builtins", "type": "int", "data": "1"}``).
+NeXus attributes (``NX_class``, ``default``, ``signal``, ``axes``) stay raw strings.
+This module only decides names and attributes; a backend does the writing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+from xml.etree import ElementTree
+
+import numpy as np
+
+from ._errors import ConfigError
+from ._spec import Axis
+from ._version import __version__
+from .backends import AttrValue, Backend, DatasetSpec
+
+__all__ = (
+    "MAX_ATTR_BYTES",
+    "ChannelPaths",
+    "check_name",
+    "encode",
+    "settings_to_json",
+)
+
+#: HDF5 keeps attributes in the object header, which holds about 64 KiB; settings
+#: larger than this go into a dataset instead.
+MAX_ATTR_BYTES: Final = 60_000
+MAX_NAME_CHARS: Final = 255
+TIME_CHUNK: Final = 8192
+
+_DIM_GROUP: Final = {0: "Data0D", 1: "Data1D", 2: "Data2D"}
+
+
+def dim_group(ndim: int) -> str:
+    """``Data0D``/``Data1D``/``Data2D`` for 0-2 dimensional frames, ``DataND`` beyond."""
+    return _DIM_GROUP.get(ndim, "DataND")
+
+
+def stored_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The per-frame shape in the file: scalars are stored as rows of one, as PyMoDAQ does."""
+    return shape if shape else (1,)
+
+
+def encode(value: Any) -> str:
+    """PyMoDAQ's JSON envelope for a Python value (bool, int, float, str, tuple, list).
+
+    Plain strings are stored raw unless JSON would parse them as something else
+    (``"1"``, ``"true"``), in which case they are enveloped too.
+    """
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    return json.dumps({"module": "builtins", "type": type(value).__name__, "data": repr(value)})
+
+
+def check_name(kind: str, name: object) -> str:
+    """Validate a detector or channel name.
+
+    :raises ~streamsave.ConfigError: for a non-string, empty, over-long name, or one
+        containing ``/`` or NUL.
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"{kind} name must be a string, got {name!r}")
+    if not name or not name.strip():
+        raise ConfigError(f"{kind} name must not be empty or blank, got {name!r}")
+    if "/" in name or "\x00" in name:
+        raise ConfigError(f"{kind} name {name!r} must not contain '/' or NUL characters")
+    if len(name) > MAX_NAME_CHARS:
+        raise ConfigError(f"{kind} name is {len(name)} characters long; at most {MAX_NAME_CHARS} are allowed")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{kind} name {name!r} is not valid UTF-8 text ({exc.reason})") from None
+    return name
+
+
+def settings_to_json(detector: str, settings: Mapping[str, Any] | None) -> str:
+    """Serialise detector settings, refusing what cannot be stored faithfully.
+
+    :raises ~streamsave.ConfigError: if settings is not a mapping with string keys
+        of JSON values (numbers, strings, booleans, None, lists, nested mappings).
+    """
+    if settings is None:
+        return "{}"
+    if not isinstance(settings, Mapping):
+        raise ConfigError(f"detector {detector!r}: settings must be a mapping, got {type(settings).__name__}")
+    try:
+        return json.dumps(settings, allow_nan=True, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"detector {detector!r}: settings must hold only JSON values "
+            f"(numbers, strings, booleans, None, lists, mappings with string keys): {exc}"
+        ) from None
+
+
+def _settings_xml(settings: Any, tag: str = "settings") -> ElementTree.Element:
+    element = ElementTree.Element("Param" if tag != "settings" else "settings", name=tag)
+    if isinstance(settings, Mapping):
+        element.set("type", "group")
+        for key, value in settings.items():
+            element.append(_settings_xml(value, str(key)))
+    else:
+        element.set("type", type(settings).__name__)
+        element.set("value", repr(settings) if not isinstance(settings, str) else settings)
+    return element
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPaths:
+    """Where a channel's nodes are in the file."""
+
+    group: str
+    data: str
+    time: str
+    axes: tuple[str, ...]
+
+
+class Layout:
+    """Creates the tree through a backend and remembers the ``default`` chain."""
+
+    def __init__(self, backend: Backend, *, title: str, compression: str) -> None:
+        self._backend = backend
+        self._compression = compression
+        self._detectors: dict[str, int] = {}
+        self._channels: dict[tuple[int, str], int] = {}
+        now = _dt.datetime.now()
+        backend.set_attrs("/", {
+            "CLASS": "GROUP",
+            "TITLE": title,
+            "NX_class": "NXroot",
+            "default": "RawData",
+            "file": str(backend.path),
+            "date": encode(now.date().isoformat()),
+            "time": encode(now.time().isoformat(timespec="seconds")),
+            "streamsave_version": __version__,
+            "creator": f"streamsave {__version__}",
+        })
+        backend.create_group("/RawData", {
+            "CLASS": "GROUP", "TITLE": "Data from streamsave", "type": "detector", "NX_class": "NXentry",
+        })
+        backend.create_dataset("/RawData/Logger", DatasetSpec(
+            shape=(0,), maxshape=(None,), dtype="vlen-uint8", chunks=(64,),
+            attrs={"CLASS": "VLARRAY", "TITLE": "Logger", "type": "log", "data_type": "strings",
+                   "subdtype": "string"},
+        ))
+
+    def add_detector(self, name: str, settings_json: str) -> str:
+        index = len(self._detectors)
+        path = f"/RawData/Detector{index:03d}"
+        settings: Any = json.loads(settings_json)
+        xml = ElementTree.tostring(_settings_xml(settings), encoding="unicode")
+        attrs: dict[str, AttrValue] = {
+            "CLASS": "GROUP", "TITLE": name, "type": "detector", "NX_class": "NXcollection",
+            "settings_json": settings_json, "settings": xml,
+        }
+        too_big = len(xml.encode()) > MAX_ATTR_BYTES or len(settings_json.encode()) > MAX_ATTR_BYTES
+        if too_big:
+            attrs["settings"] = encode("")
+            attrs["settings_json"] = encode("")
+            attrs["settings_dataset"] = "Settings"
+        self._backend.create_group(path, attrs)
+        if too_big:
+            blob = np.frombuffer(settings_json.encode(), dtype=np.uint8)
+            self._backend.create_dataset(f"{path}/Settings", DatasetSpec(
+                shape=blob.shape, dtype=blob.dtype, data=blob,
+                attrs={"CLASS": "CARRAY", "TITLE": "settings", "data_type": "settings",
+                       "format": "json-utf8"},
+            ))
+        if index == 0:
+            self._backend.set_attrs("/RawData", {"default": f"Detector{index:03d}"})
+        self._detectors[name] = index
+        return path
+
+    def add_channel(
+        self,
+        detector_path: str,
+        detector_name: str,
+        *,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        chunk_frames: int,
+        filter: tuple[int, tuple[int, ...]] | None,
+        units: str,
+        label: str,
+        axes: Sequence[Axis],
+    ) -> ChannelPaths:
+        dim = dim_group(len(shape))
+        det_index = self._detectors[detector_name]
+        dim_path = f"{detector_path}/{dim}"
+        ch_index = self._channels.get((det_index, dim), 0)
+        if ch_index == 0:
+            self._backend.create_group(dim_path, {"CLASS": "GROUP", "TITLE": "", "type": "data_dim",
+                                                  "NX_class": "NXcollection", "default": "CH00"})
+            if not any(k[0] == det_index for k in self._channels):
+                self._backend.set_attrs(detector_path, {"default": dim})
+        self._channels[(det_index, dim)] = ch_index + 1
+        group = f"{dim_path}/CH{ch_index:02d}"
+        axis_names = [f"Axis{i:02d}" for i in range(len(axes))]
+        time_name = f"Axis{len(axes):02d}"
+        nx_axes = [time_name] + [axis_names[i] if i < len(axes) else "." for i in range(len(shape))]
+        self._backend.create_group(group, {
+            "CLASS": "GROUP", "TITLE": name, "origin": detector_name, "type": "ch",
+            "NX_class": "NXdata", "signal": "EnlData00", "axes": np.array(nx_axes, dtype=object),
+            f"{time_name}_indices": 0,
+        })
+        data_path = f"{group}/EnlData00"
+        stored = stored_shape(shape)
+        self._backend.create_dataset(data_path, DatasetSpec(
+            shape=(0, *stored), maxshape=(None, *stored), dtype=dtype, chunks=(chunk_frames, *stored), filter=filter,
+            attrs=self._data_attrs(name, detector_name, shape, dtype, units, label, chunk_frames),
+        ))
+        axis_paths = []
+        for i, axis in enumerate(axes):
+            values = axis.coordinates(shape[i])
+            path = f"{group}/{axis_names[i]}"
+            self._backend.create_dataset(path, DatasetSpec(
+                shape=values.shape, dtype=values.dtype, data=values,
+                attrs={"CLASS": "CARRAY", "TITLE": axis.label, "data_type": "axis", "label": encode(axis.label),
+                       "units": encode(axis.units), "index": encode(i + 1), "spread_order": encode(-1),
+                       "size": encode(int(values.size)), "offset": encode(axis.offset),
+                       "scaling": encode(axis.scale), "long_name": axis.label},
+            ))
+            axis_paths.append(path)
+        time_path = f"{group}/{time_name}"
+        self._backend.create_dataset(time_path, DatasetSpec(
+            shape=(0,), maxshape=(None,), dtype=np.dtype(np.float64), chunks=(TIME_CHUNK,),
+            attrs={"CLASS": "EARRAY", "TITLE": "time", "data_type": "axis", "label": "time", "units": "s",
+                   "index": encode(0), "spread_order": encode(0), "size": encode(0), "EXTDIM": encode(0),
+                   "long_name": "time (s since the Unix epoch)"},
+        ))
+        return ChannelPaths(group=group, data=data_path, time=time_path, axes=tuple(axis_paths))
+
+    def _data_attrs(
+        self, name: str, detector: str, shape: tuple[int, ...], dtype: np.dtype[Any], units: str,
+        label: str, chunk_frames: int,
+    ) -> dict[str, AttrValue]:
+        return {
+            "CLASS": "EARRAY", "TITLE": name, "EXTDIM": encode(0), "shape": encode((0, *stored_shape(shape))),
+            "data_type": "data_enlargeable", "data_dimension": dim_group(len(shape)),
+            "distribution": "spread", "label": encode(label or name), "units": encode(units),
+            "timestamp": encode(_dt.datetime.now().timestamp()), "nav_indexes": encode((0,)),
+            "source": "raw", "origin": encode(detector), "dtype": dtype.name, "backend": self._backend.name,
+            "compression": self._compression, "chunk_frames": encode(chunk_frames),
+        }
+
+    @staticmethod
+    def final_attrs(shape: tuple[int, ...], frames: int, dropped: int, rejected: int) -> dict[str, AttrValue]:
+        """Attributes of a data node once ``frames`` are stored (written at flush and close)."""
+        return {"shape": encode((frames, *stored_shape(shape))), "frames_dropped": encode(dropped), "frames_rejected": encode(rejected)}
+
+    @staticmethod
+    def time_attrs(frames: int) -> dict[str, AttrValue]:
+        return {"size": encode(frames)}

@@ -1,0 +1,337 @@
+"""The writer thread: the only code that touches the file.
+
+One thread per saver owns the backend (all HDF5 calls happen here, never on the
+event loop). Each cycle it takes what producers queued, cuts it into chunks of
+whole frames, has a thread pool assemble and compress each chunk (the GIL is
+released while blosc2 works), and stores finished chunks in order by direct chunk
+write. At every flush it also stores the partly filled chunk of each channel, so no
+accepted frame waits longer than ``flush_interval`` to become durable; the chunk is
+stored again, complete, once it fills.
+
+It talks back to the event loop only through fire-and-forget wake-ups
+(:class:`~streamsave._waker.LoopWaker`), so a busy loop never slows it down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._channel import Channel, Entry
+from ._compress import ChunkEncoder, filter_for
+from ._errors import StorageError, WriterError
+from ._layout import Layout
+
+if TYPE_CHECKING:
+    from ._saver import Saver
+    from .backends import Backend
+
+__all__ = ("Writer",)
+
+log = logging.getLogger(__name__)
+
+Piece = tuple[Any, int]  # (frame or block, frames)
+
+
+class _Stream:
+    """The writer's state for one channel: the chunk being filled and buffers."""
+
+    __slots__ = ("buffers", "channel", "dirty", "encoder", "extent", "index", "k", "m", "pieces",
+                 "stored_sizes", "times")
+
+    def __init__(self, channel: Channel, encoder: ChunkEncoder) -> None:
+        self.channel = channel
+        self.encoder = encoder
+        self.k = channel.chunk_frames
+        self.index = 0  # chunk being filled
+        self.m = 0  # frames in it
+        self.pieces: list[Piece] = []
+        self.times: list[Any] = []
+        self.dirty = False  # frames added since the chunk was last stored
+        self.extent = 0  # dataset length
+        self.buffers: list[npt.NDArray[Any]] = []
+        self.stored_sizes: dict[int, int] = {}
+
+    def buffer(self) -> npt.NDArray[Any]:
+        try:
+            return self.buffers.pop()
+        except IndexError:
+            ch = self.channel
+            return np.empty((self.k, *ch.stored_shape), dtype=ch.dtype)
+
+
+class _Job:
+    __slots__ = ("future", "frames", "index", "stream", "times")
+
+    def __init__(self, stream: _Stream, index: int, frames: int, times: npt.NDArray[np.float64],
+                 future: Future[tuple[bytes | memoryview, npt.NDArray[Any] | None]]) -> None:
+        self.stream = stream
+        self.index = index
+        self.frames = frames
+        self.times = times
+        self.future = future
+
+
+def _assemble(stream: _Stream, pieces: list[Piece], frames: int) -> tuple[bytes | memoryview, npt.NDArray[Any] | None]:
+    """Copy a chunk's frames into a reusable buffer and encode it (pool thread)."""
+    buf = stream.buffer()
+    flat = buf.reshape((stream.k, *stream.channel.shape))
+    pos = 0
+    if all(n == 1 for _, n in pieces) and stream.channel.frame_nbytes <= 4096:
+        flat[:frames] = [data for data, _ in pieces]
+    else:
+        for data, n in pieces:
+            if n == 1:
+                flat[pos] = data
+            else:
+                flat[pos:pos + n] = data
+            pos += n
+    if frames < stream.k:
+        buf[frames:] = 0
+    payload = stream.encoder.encode(buf)
+    if stream.encoder.compression is None:
+        return payload, buf  # the buffer is the payload: recycle it after writing
+    stream.buffers.append(buf)
+    return payload, None
+
+
+def _times_array(times: list[Any]) -> npt.NDArray[np.float64]:
+    if all(type(t) is float for t in times):
+        return np.array(times, dtype=np.float64)
+    return np.concatenate([np.atleast_1d(np.asarray(t, dtype=np.float64)) for t in times])
+
+
+class Writer:
+    """Runs in its own thread: :meth:`run` returns when the file is closed."""
+
+    def __init__(self, saver: Saver) -> None:
+        self.saver = saver
+        self.config = saver.config
+        self.backend: Backend | None = None
+        self.layout: Layout | None = None
+        self.streams: list[_Stream] = []
+        self.inflight: deque[_Job] = deque()
+        self.pool = ThreadPoolExecutor(self.config.compress_threads, thread_name_prefix="streamsave-encode")
+        self.swmr_started = False
+        self.flushes = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> None:
+        saver = self.saver
+        try:
+            self.backend = self.config.open_backend()
+            self.layout = Layout(self.backend, title=self.config.title,
+                                 compression=self.config.compression.name if self.config.compression else "none")
+        except BaseException as exc:
+            saver._writer_failed(_translate(exc, "create"))
+            self._shutdown()
+            return
+        saver._writer_opened()
+        try:
+            self._main_loop()
+            self._finish()
+        except BaseException as exc:
+            saver._writer_failed(_translate(exc, "write"))
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.backend is not None:
+            try:
+                self.backend.close()
+            except BaseException as exc:  # already failed: do not mask the first error
+                log.debug("closing after failure raised %r", exc)
+        for ch in self.saver._channels:
+            ch._take(1 << 62)  # whatever is still queued now can no longer be written
+            ch._dropped_by_writer = ch._taken - ch._written
+            ch._done_at = time.monotonic()
+        self.saver._writer_done(self.flushes)
+
+    def _main_loop(self) -> None:
+        saver, cfg = self.saver, self.config
+        wake = saver._wake
+        next_flush = time.monotonic() + cfg.flush_interval
+        while True:
+            wake.wait(max(0.0, next_flush - time.monotonic()))
+            wake.clear()
+            self._apply_layout()
+            closing = saver._closing
+            if closing and saver._abort_deadline is not None and time.monotonic() > saver._abort_deadline:
+                self._discard_queued()
+            for stream in self.streams:
+                self._collect(stream)
+            self._write_ready(wait=False)
+            now = time.monotonic()
+            if closing or saver._flush_requests or now >= next_flush:
+                requests, saver._flush_requests = saver._flush_requests, []
+                self._flush()
+                next_flush = time.monotonic() + cfg.flush_interval
+                for event in requests:
+                    saver._waker.call(event.set)
+                if closing and all(not s.channel._entries for s in self.streams) and saver._pending_layout_empty():
+                    return
+
+    # ------------------------------------------------------------------ layout
+    def _apply_layout(self) -> None:
+        saver = self.saver
+        assert self.layout is not None and self.backend is not None
+        while saver._pending_layout:
+            kind, obj = saver._pending_layout.popleft()
+            if kind == "detector":
+                obj._path = self.layout.add_detector(obj.name, obj._settings_json)
+            else:
+                ch: Channel = obj
+                flt = filter_for(self.config.compression)
+                ch.paths = self.layout.add_channel(
+                    ch._detector_obj._path, ch.detector, name=ch.name, shape=ch.shape, dtype=ch.dtype,
+                    chunk_frames=ch.chunk_frames, filter=flt, units=ch.units, label=ch.label, axes=ch.axes)
+                self.streams.append(_Stream(ch, ChunkEncoder(self.config.compression, ch.dtype.itemsize)))
+        if not self.swmr_started and self.config.swmr and saver._frozen:
+            self.backend.start_swmr()
+            self.swmr_started = True
+
+    # ------------------------------------------------------------------ chunks
+    def _collect(self, stream: _Stream) -> None:
+        entries: list[Entry] = stream.channel._take(stream.channel.queue_size)
+        k = stream.k
+        for data, ts, n in entries:
+            start = 0
+            while start < n:
+                take = min(n - start, k - stream.m)
+                if n == 1:
+                    stream.pieces.append((data, 1))
+                    stream.times.append(ts)
+                else:
+                    stream.pieces.append((data[start:start + take], take))
+                    stream.times.append(ts[start:start + take])
+                stream.m += take
+                start += take
+                stream.dirty = True
+                if stream.m == k:
+                    self._seal(stream, final=True)
+
+    def _seal(self, stream: _Stream, *, final: bool) -> None:
+        """Submit the chunk being filled for encoding; ``final`` when it is full."""
+        pieces = stream.pieces if final else list(stream.pieces)
+        times = _times_array(stream.times)
+        future = self.pool.submit(_assemble, stream, pieces, stream.m)
+        self.inflight.append(_Job(stream, stream.index, stream.m, times, future))
+        stream.dirty = False
+        if final:
+            stream.index += 1
+            stream.m = 0
+            stream.pieces = []
+            stream.times = []
+        if len(self.inflight) >= self.config.max_inflight:
+            self._write_ready(wait=True, keep=self.config.max_inflight // 2)
+
+    def _write_ready(self, *, wait: bool, keep: int = 0) -> None:
+        """Store finished chunks in submission order; with ``wait``, until at most
+        ``keep`` remain in flight."""
+        done: list[tuple[_Job, bytes | memoryview, npt.NDArray[Any] | None]] = []
+        inflight = self.inflight
+        while inflight and (inflight[0].future.done() or (wait and len(inflight) > keep)):
+            job = inflight.popleft()
+            payload, buf = job.future.result()
+            done.append((job, payload, buf))
+        if done:
+            self._store(done)
+
+    def _store(self, done: list[tuple[_Job, bytes | memoryview, npt.NDArray[Any] | None]]) -> None:
+        backend = self.backend
+        assert backend is not None
+        ends: dict[_Stream, int] = {}
+        for job, _, _ in done:
+            end = job.index * job.stream.k + job.frames
+            if end > ends.get(job.stream, job.stream.extent):
+                ends[job.stream] = end
+        for stream, end in ends.items():
+            paths = stream.channel.paths
+            assert paths is not None
+            backend.resize(paths.data, end)
+            backend.resize(paths.time, end)
+            stream.extent = end
+        for job, payload, buf in done:
+            stream = job.stream
+            ch = stream.channel
+            assert ch.paths is not None
+            start = job.index * stream.k
+            offset = (start,) + (0,) * len(ch.stored_shape)
+            backend.write_chunk(ch.paths.data, offset, payload)
+            backend.write_rows(ch.paths.time, start, job.times)
+            size = len(payload) if isinstance(payload, bytes) else payload.nbytes
+            ch._bytes_stored += size - stream.stored_sizes.pop(job.index, 0)
+            if job.frames < stream.k:
+                stream.stored_sizes[job.index] = size
+            if buf is not None:
+                stream.buffers.append(buf)
+            if start + job.frames > ch._written:
+                ch._written = start + job.frames
+                ch._last_time = float(job.times[-1])
+
+    def _flush(self) -> None:
+        backend = self.backend
+        assert backend is not None
+        for stream in self.streams:
+            if stream.m and stream.dirty:
+                self._seal(stream, final=False)
+        self._write_ready(wait=True)
+        if not self.swmr_started:
+            for stream in self.streams:
+                self._write_final_attrs(stream)
+        backend.flush()
+        self.flushes += 1
+        now = time.time()
+        for stream in self.streams:
+            ch = stream.channel
+            if ch._durable != ch._written:
+                ch._durable = ch._written
+                ch._durable_timestamp = ch._last_time
+                ch._durable_at = now
+
+    def _write_final_attrs(self, stream: _Stream) -> None:
+        assert self.backend is not None
+        ch = stream.channel
+        if ch.paths is None:
+            return
+        attrs = Layout.final_attrs(ch.shape, ch._written, ch._dropped, ch._rejected)
+        self.backend.set_attrs(ch.paths.data, attrs)
+        self.backend.set_attrs(ch.paths.time, Layout.time_attrs(ch._written))
+
+    def _discard_queued(self) -> None:
+        for stream in self.streams:
+            stream.channel._take(1 << 62)
+
+    def _finish(self) -> None:
+        """Final attributes, then close (and fsync) the file."""
+        backend = self.backend
+        assert backend is not None
+        if self.swmr_started:
+            backend.close()
+            backend = self.backend = self.config.open_backend(mode="r+")
+        for stream in self.streams:
+            self._write_final_attrs(stream)
+        self.backend = None
+        backend.close(fsync=self.config.fsync)
+
+
+def _translate(exc: BaseException, action: str) -> BaseException:
+    if isinstance(exc, StorageError | WriterError):
+        return exc
+    if isinstance(exc, OSError):
+        err = StorageError(f"could not {action} the file: {exc}")
+        err.errno = exc.errno
+        err.__cause__ = exc
+        return err
+    if isinstance(exc, Exception):
+        err2 = WriterError(f"the writer failed while trying to {action} the file: {exc!r}")
+        err2.__cause__ = exc
+        return err2
+    return exc

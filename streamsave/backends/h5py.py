@@ -1,0 +1,116 @@
+"""The default backend: a local HDF5 file through h5py.
+
+Datasets are created with HDF5 format bounds ``("v110", "v110")``: enough for SWMR,
+and still readable by HDF5 1.10+ tools (``libver="latest"`` would mean the v200
+format of HDF5 2.0, which 1.x readers cannot open).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the Blosc2 filter with HDF5)
+import numpy as np
+import numpy.typing as npt
+
+from ._base import AttrValue, Backend, DatasetSpec
+
+__all__ = ("H5pyBackend",)
+
+LIBVER: tuple[str, str] = ("v110", "v110")
+
+
+class H5pyBackend(Backend):
+    """A local HDF5 file.
+
+    :param path: the file.
+    :param mode: ``"w-"`` create, failing if the file exists; ``"w"`` create or
+        truncate; ``"r+"`` open an existing file for update.
+    :raises OSError: if the file cannot be created or opened (h5py's error).
+    """
+
+    name = "h5py"
+    supports_direct_chunk_write = True
+    supports_swmr = True
+
+    def __init__(self, path: os.PathLike[str] | str, mode: Literal["w-", "w", "r+"] = "w-") -> None:
+        self.path = path
+        self._file: h5py.File | None = h5py.File(path, mode, libver=LIBVER)
+        self._datasets: dict[str, h5py.Dataset] = {}
+
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None:
+            raise ValueError(f"{self.path!s} is closed")
+        return self._file
+
+    def create_group(self, path: str, attrs: Mapping[str, AttrValue]) -> None:
+        group = self.file.create_group(path)
+        _set_attrs(group, attrs)
+
+    def create_dataset(self, path: str, spec: DatasetSpec) -> None:
+        dtype: Any = h5py.vlen_dtype(np.uint8) if spec.dtype == "vlen-uint8" else spec.dtype
+        kwargs: dict[str, Any] = {}
+        if spec.filter is not None:
+            kwargs["compression"], kwargs["compression_opts"] = spec.filter
+        dset = self.file.create_dataset(
+            path,
+            shape=spec.shape,
+            maxshape=spec.maxshape,
+            dtype=dtype,
+            chunks=spec.chunks,
+            data=spec.data,
+            **kwargs,
+        )
+        _set_attrs(dset, spec.attrs)
+        if spec.maxshape is not None:
+            self._datasets[path] = dset
+
+    def set_attrs(self, path: str, attrs: Mapping[str, AttrValue]) -> None:
+        _set_attrs(self.file[path], attrs)
+
+    def delete(self, path: str) -> None:
+        self._datasets = {k: v for k, v in self._datasets.items() if not k.startswith(path)}
+        del self.file[path]
+
+    def _dataset(self, path: str) -> h5py.Dataset:
+        dset = self._datasets.get(path)
+        if dset is None:
+            dset = self._datasets[path] = self.file[path]
+        return dset
+
+    def resize(self, path: str, length: int) -> None:
+        self._dataset(path).resize(length, axis=0)
+
+    def write_chunk(self, path: str, offset: Sequence[int], data: bytes | memoryview) -> None:
+        self._dataset(path).id.write_direct_chunk(tuple(offset), data)
+
+    def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
+        self._dataset(path)[start : start + len(values)] = values
+
+    def start_swmr(self) -> None:
+        self.file.swmr_mode = True
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self, *, fsync: bool = False) -> None:
+        file, self._file = self._file, None
+        self._datasets.clear()
+        if file is None:
+            return
+        file.close()
+        if fsync:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, AttrValue]) -> None:
+    for key, value in attrs.items():
+        node.attrs[key] = value

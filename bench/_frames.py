@@ -7,7 +7,9 @@ Kinds: ``2d512`` (512x512 uint16, Poisson(100) noise plus Gaussian peaks), ``2d2
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -70,6 +72,23 @@ def make_pool(key: str, seed: int = 12345) -> Array:
     return 20.0 + rng.normal(0.0, 0.05, kind.pool)  # 0d: a thermometer
 
 
+def load_pool(key: str, cache_dir: Path | None = None) -> Array:
+    """:func:`make_pool`, cached as ``.npy`` in ``cache_dir`` (Poisson sampling of the
+    large pools takes a second or more, and every benchmark process needs them)."""
+    if cache_dir is None:
+        return make_pool(key)
+    path = cache_dir / f"pool-{key}.npy"
+    if path.exists():
+        pool: Array = np.load(path)
+        return pool
+    pool = make_pool(key)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        np.save(f, pool)
+    tmp.replace(path)
+    return pool
+
+
 def frame_at(pool: Array, i: int) -> Any:
     """Frame number ``i`` of the endless cyclic stream (a view; a numpy scalar for 0D)."""
     return pool[i % pool.shape[0]]
@@ -82,9 +101,12 @@ def make_blocks(pool: Array, block: int, count: int) -> list[Array]:
             for k in range(count)]
 
 
-def stream_bytes(pool: Array, start_frame: int, nbytes: int) -> bytes:
-    """``nbytes`` of the raw byte stream of the cyclic frames, starting at ``start_frame``."""
-    frame_nbytes = pool[0].nbytes
-    nframes = -(-nbytes // frame_nbytes) + 1
-    idx = np.arange(start_frame, start_frame + nframes) % pool.shape[0]
-    return np.take(pool, idx, axis=0).tobytes()[:nbytes]
+def fill_from_stream(pool: Array, offset: int, out: Array) -> None:
+    """Fill the uint8 array ``out`` with the raw bytes of the cyclic frame stream,
+    starting ``offset`` bytes into it."""
+    raw = pool.reshape(-1).view(np.uint8)
+    pos, done = offset % raw.size, 0
+    while done < out.size:
+        take = min(raw.size - pos, out.size - done)
+        out[done:done + take] = raw[pos:pos + take]
+        done, pos = done + take, 0

@@ -26,7 +26,7 @@ from ._spec import Axis, Overflow
 from ._stats import ChannelStatistics
 
 if TYPE_CHECKING:
-    from ._saver import Saver
+    from ._saver import Detector, Saver
 
 __all__ = ("Channel",)
 
@@ -75,6 +75,7 @@ class Channel:
         self.frame_nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         #: where the channel is in the file, once the writer has created it
         self.paths: ChannelPaths | None = None
+        self._detector_obj: Detector | None = None
         # producer side (any thread; guarded by _lock)
         self._lock = threading.Lock()
         self._entries: deque[Entry] = deque()
@@ -146,7 +147,7 @@ class Channel:
                 f"got shape {block.shape}")
         if block.dtype != self.dtype:
             block = self._cast(block)
-        elif self.copy or block is frames and not block.flags.c_contiguous:
+        elif self.copy or (block is frames and not block.flags.c_contiguous):
             block = block.copy()
         return block
 

@@ -93,7 +93,7 @@ class ChunkEncoder:
         Uncompressed chunks are returned as a view of ``chunk`` itself, so the caller
         must keep ``chunk`` unchanged until the bytes are written.
         """
-        data = memoryview(np.ascontiguousarray(chunk)).cast("B")
+        data = np.ascontiguousarray(chunk).data.cast("B")
         if self._cparams is None:
             return data
         schunk = blosc2.SChunk(chunksize=max(1, data.nbytes), data=data, cparams=self._cparams)

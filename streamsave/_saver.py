@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +54,7 @@ class SaverConfig:
     fsync: bool = True
     close_timeout: float = 10.0
     title: str = "streamsave recording"
-    backend: str = "h5py"
+    backend: str | Callable[[Path, str], Backend] = "h5py"
 
     def __post_init__(self) -> None:
         if self.mode not in ("w-", "x", "w"):
@@ -72,13 +72,18 @@ class SaverConfig:
         if self.queue_size is not None and (
                 isinstance(self.queue_size, bool) or not isinstance(self.queue_size, int) or self.queue_size < 1):
             raise ConfigError(f"queue_size must be a positive number of frames or None, got {self.queue_size!r}")
-        if self.backend != "h5py":
-            raise ConfigError(f"backend={self.backend!r} is unknown; expected 'h5py'")
+        if self.backend != "h5py" and not callable(self.backend):
+            raise ConfigError(f"backend={self.backend!r} is unknown; expected 'h5py' or a callable "
+                              "(path, mode) -> Backend")
 
     def open_backend(self, mode: str | None = None) -> Backend:
+        """Open the file: ``mode`` defaults to the saver's (``"x"`` means ``"w-"``)."""
+        mode = mode or ("w-" if self.mode == "x" else self.mode)
+        if callable(self.backend):
+            return self.backend(self.path, mode)
         from .backends.h5py import H5pyBackend
 
-        return H5pyBackend(self.path, "w-" if (mode or self.mode) == "x" else (mode or self.mode))  # type: ignore[arg-type]
+        return H5pyBackend(self.path, mode)  # type: ignore[arg-type]
 
 
 class Detector:
@@ -160,7 +165,7 @@ class Detector:
             saver, detector=self.name, name=name, shape=shape_t, dtype=dt, units=units, label=label or name,
             axes=axes, chunk_frames=chunk_frames, queue_size=queue_size,
             overflow=cfg.overflow if overflow is None else Overflow.parse(overflow), copy=bool(copy))
-        channel._detector_obj = self  # type: ignore[attr-defined]
+        channel._detector_obj = self
         self.channels[name] = channel
         saver._channels.append(channel)
         saver._pending_layout.append(("channel", channel))

@@ -10,6 +10,7 @@ on trio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 __all__ = ("LoopWaker",)
@@ -33,7 +34,5 @@ class LoopWaker:
 
     def call(self, fn: Callable[[], object]) -> None:
         """Run ``fn()`` on the loop thread soon; never blocks, never raises."""
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody is left to wake
             self._schedule(fn)
-        except RuntimeError:  # loop closed: nobody is left to wake
-            pass

@@ -67,7 +67,7 @@ class _Stream:
 
 
 class _Job:
-    __slots__ = ("future", "frames", "index", "stream", "times")
+    __slots__ = ("frames", "future", "index", "stream", "times")
 
     def __init__(self, stream: _Stream, index: int, frames: int, times: npt.NDArray[np.float64],
                  future: Future[tuple[bytes | memoryview, npt.NDArray[Any] | None]]) -> None:
@@ -188,6 +188,7 @@ class Writer:
                 obj._path = self.layout.add_detector(obj.name, obj._settings_json)
             else:
                 ch: Channel = obj
+                assert ch._detector_obj is not None
                 flt = filter_for(self.config.compression)
                 ch.paths = self.layout.add_channel(
                     ch._detector_obj._path, ch.detector, name=ch.name, shape=ch.shape, dtype=ch.dtype,
@@ -208,6 +209,9 @@ class Writer:
                 if n == 1:
                     stream.pieces.append((data, 1))
                     stream.times.append(ts)
+                elif take == 1:  # a single frame cut from a block: store it as one
+                    stream.pieces.append((data[start], 1))
+                    stream.times.append(float(ts[start]))
                 else:
                     stream.pieces.append((data[start:start + take], take))
                     stream.times.append(ts[start:start + take])

@@ -1,0 +1,68 @@
+"""Run one benchmark in this (fresh) process and print its result as one JSON line:
+
+    python -m bench._run_one NAME --workdir DIR [--quick] [--soak-seconds S]
+
+The line starts with ``MARKER``; anything else on stdout is not the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from ._baselines import BASELINES
+from ._common import Ctx, Entry, Skip
+from ._probe import peak_rss_mib
+from ._pymodaq import PYMODAQ
+from ._scenarios import GROUP, SCENARIOS, first_leaf, run_scenario
+from ._soak import run_soak
+
+MARKER: Final = "BENCH-RESULT "
+
+
+def registry() -> dict[str, tuple[str, Callable[[Ctx], Entry]]]:
+    """Every benchmark: name -> (group, function), in the order a run goes through them."""
+    reg: dict[str, tuple[str, Callable[[Ctx], Entry]]] = {}
+    for name, fn in (BASELINES | PYMODAQ).items():
+        reg[name] = ("baseline", fn)
+    for name in SCENARIOS:
+        reg[name] = (GROUP, lambda ctx, name=name: run_scenario(name, ctx))  # type: ignore[misc]
+    reg["soak_2d_lz4"] = ("soak", run_soak)
+    return reg
+
+
+def run_named(name: str, ctx: Ctx) -> Entry:
+    group, fn = registry()[name]
+    try:
+        entry = fn(ctx)
+    except Exception as exc:
+        leaf = first_leaf(exc)
+        if isinstance(leaf, Skip):
+            entry = Entry(name, group, skipped=str(leaf))
+        else:
+            entry = Entry(name, group, skipped=f"raised {type(leaf).__name__}: {leaf}")
+            entry.extra["traceback"] = traceback.format_exception(leaf)[-6:]
+    if entry.peak_rss_mib is None:
+        entry.peak_rss_mib = peak_rss_mib()
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench._run_one")
+    p.add_argument("name", choices=sorted(registry()))
+    p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--soak-seconds", type=float, default=0.0)
+    args = p.parse_args(argv)
+    ctx = Ctx(quick=args.quick, workdir=args.workdir, soak_seconds=args.soak_seconds)
+    entry = run_named(args.name, ctx)
+    print(MARKER + json.dumps(entry.to_json()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -54,7 +54,7 @@ class SaverConfig:
     fsync: bool = True
     close_timeout: float = 10.0
     title: str = "streamsave recording"
-    backend: str | Callable[[Path, str], Backend] = "h5py"
+    backend: str | Callable[..., Backend] = "h5py"
 
     def __post_init__(self) -> None:
         if self.mode not in ("w-", "x", "w"):
@@ -79,11 +79,12 @@ class SaverConfig:
     def open_backend(self, mode: str | None = None) -> Backend:
         """Open the file: ``mode`` defaults to the saver's (``"x"`` means ``"w-"``)."""
         mode = mode or ("w-" if self.mode == "x" else self.mode)
+        factory: Callable[..., Backend]
         if callable(self.backend):
-            return self.backend(self.path, mode)
-        from .backends.h5py import H5pyBackend
-
-        return H5pyBackend(self.path, mode)  # type: ignore[arg-type]
+            factory = self.backend
+        else:
+            from .backends.h5py import H5pyBackend as factory
+        return factory(self.path, mode, swmr=self.swmr)
 
 
 class Detector:

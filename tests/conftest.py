@@ -48,8 +48,8 @@ class GatedBackend(H5pyBackend):
     """An h5py backend whose chunk writes wait until the test opens the gate, so a
     test can hold the writer still and fill a queue deterministically."""
 
-    def __init__(self, path: Any, mode: Any) -> None:
-        super().__init__(path, mode)
+    def __init__(self, path: Any, mode: Any, *, swmr: bool = True) -> None:
+        super().__init__(path, mode, swmr=swmr)
         self.gate = threading.Event()
         self.entered = threading.Event()
         GatedBackend.last = self

@@ -1,8 +1,12 @@
 """The default backend: a local HDF5 file through h5py.
 
-Datasets are created with HDF5 format bounds ``("v110", "v110")``: enough for SWMR,
-and still readable by HDF5 1.10+ tools (``libver="latest"`` would mean the v200
-format of HDF5 2.0, which 1.x readers cannot open).
+Files that will switch to SWMR are created with HDF5 format bounds
+``("v110", "v110")``: enough for SWMR, and still readable by HDF5 1.10+ tools
+(``libver="latest"`` would mean the v200 format of HDF5 2.0, which 1.x readers cannot
+open). Files that never use SWMR are created with ``("earliest", "v110")``: their
+superblock has no "open for writing" flag, so after a crash any reader opens them
+and finds every flushed frame (a v110 superblock would make readers refuse the file
+until ``h5clear`` is run).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from ._base import AttrValue, Backend, DatasetSpec
 
 __all__ = ("H5pyBackend",)
 
-LIBVER: tuple[str, str] = ("v110", "v110")
+SWMR_LIBVER: tuple[str, str] = ("v110", "v110")
+PLAIN_LIBVER: tuple[str, str] = ("earliest", "v110")
 
 
 class H5pyBackend(Backend):
@@ -29,6 +34,7 @@ class H5pyBackend(Backend):
     :param path: the file.
     :param mode: ``"w-"`` create, failing if the file exists; ``"w"`` create or
         truncate; ``"r+"`` open an existing file for update.
+    :param swmr: the file will switch to SWMR mode (chooses the format bounds).
     :raises OSError: if the file cannot be created or opened (h5py's error).
     """
 
@@ -36,9 +42,10 @@ class H5pyBackend(Backend):
     supports_direct_chunk_write = True
     supports_swmr = True
 
-    def __init__(self, path: os.PathLike[str] | str, mode: Literal["w-", "w", "r+"] = "w-") -> None:
+    def __init__(self, path: os.PathLike[str] | str, mode: Literal["w-", "w", "r+"] = "w-", *,
+                 swmr: bool = True) -> None:
         self.path = path
-        self._file: h5py.File | None = h5py.File(path, mode, libver=LIBVER)
+        self._file: h5py.File | None = h5py.File(path, mode, libver=SWMR_LIBVER if swmr else PLAIN_LIBVER)
         self._datasets: dict[str, h5py.Dataset] = {}
 
     @property

@@ -1,0 +1,35 @@
+"""A writer process for the crash tests: records 2D, 1D and 0D channels whose frame i
+holds the value i everywhere, flushes often, and prints the durable counts after
+each flush as one JSON line. The test kills it with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import anyio
+import numpy as np
+
+import streamsave
+
+
+async def main(path: str, swmr: bool, compression: str | None) -> None:
+    async with streamsave.open_saver(path, swmr=swmr, compression=compression, flush_interval=0.05,
+                                     chunk_bytes=64 * 1024) as saver:
+        image = saver.add_detector("Camera").add_channel("image", shape=(64, 64), dtype="uint16")
+        spectrum = saver.add_detector("Spectrometer").add_channel("spectrum", shape=(100,))
+        scalar = saver.add_detector("Thermometer").add_channel("T")
+        i = 0
+        while True:
+            await image.push(np.full((64, 64), i % 65536, dtype="uint16"), timestamp=float(i))
+            await spectrum.push(np.full(100, float(i)), timestamp=float(i))
+            await scalar.push(float(i), timestamp=float(i))
+            i += 1
+            if i % 25 == 0:
+                durable = await saver.flush()
+                print(json.dumps(durable), flush=True)
+
+
+if __name__ == "__main__":
+    comp = None if sys.argv[3] == "none" else sys.argv[3]
+    anyio.run(main, sys.argv[1], sys.argv[2] == "swmr", comp)

@@ -105,10 +105,13 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
         return
     table = Table(title=title)
     for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i == 0 else "right", overflow="fold")
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for r in rows:
         table.add_row(*r)
-    Console(width=max(120, Console().width)).print(table)
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: do not squeeze into 80 columns
+        console = Console(width=200)
+    console.print(table)
 
 
 def summary(doc: dict[str, Any]) -> None:

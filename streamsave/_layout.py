@@ -5,7 +5,8 @@
     /                                  NXroot, default=RawData
     /RawData                           NXentry, type='detector'
     /RawData/Logger                    VLARRAY of bytes (PyMoDAQ's log rows)
-    /RawData/Detector000               NXcollection, TITLE=<detector>, settings=<XML>
+    /RawData/Detector000               NXcollection, TITLE=<detector>, settings=<XML>,
+                                       params_json=<JSON>
     /RawData/Detector000/Data2D        NXcollection (Data0D / Data1D / Data2D / DataND)
     /RawData/Detector000/Data2D/CH00   NXdata, TITLE=<channel>, signal=EnlData00
         EnlData00                      (N, *frame_shape) frames, enlargeable
@@ -13,6 +14,8 @@
         AxisMM                         per-frame timestamps, epoch seconds (index 0)
 
 Every channel has its own time axis because channels run at different rates.
+At close, channels that never stored a frame are removed (PyMoDAQ's loader fails
+on an empty dataset) and listed in their detector's ``empty_channels`` attribute.
 PyMoDAQ's loader evaluates attribute values it reads; values it needs typed are
 stored in its JSON envelope (``{"module": "builtins", "type": "int", "data": "1"}``).
 NeXus attributes (``NX_class``, ``default``, ``signal``, ``axes``) stay raw strings.
@@ -23,7 +26,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from xml.etree import ElementTree
@@ -118,16 +122,70 @@ def settings_to_json(detector: str, settings: Mapping[str, Any] | None) -> str:
         ) from None
 
 
-def _settings_xml(settings: Any, tag: str = "settings") -> ElementTree.Element:
-    element = ElementTree.Element("Param" if tag != "settings" else "settings", name=tag)
+_XML_BAD_CHARS: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_XML_TAG_BAD: Final = re.compile(r"[^A-Za-z0-9_.-]")
+_EXACT_INT: Final = 2**53
+
+
+def _xml_text(text: str) -> str:
+    """Replace the characters XML 1.0 cannot hold (the JSON copy keeps them)."""
+    return _XML_BAD_CHARS.sub("\ufffd", text)
+
+
+def _xml_tag(key: str, taken: set[str]) -> str:
+    """A valid, unique XML element name for a settings key (the key itself goes in ``title``)."""
+    tag = _XML_TAG_BAD.sub("_", key)
+    if not tag or not (tag[0].isalpha() or tag[0] == "_"):
+        tag = f"_{tag}"
+    unique, n = tag, 1
+    while unique in taken:
+        n += 1
+        unique = f"{tag}_{n}"
+    taken.add(unique)
+    return unique
+
+
+def _xml_value(value: Any) -> tuple[str, str]:
+    """PyMoDAQ's parameter type and element text for a JSON value (see pymodaq_gui's ioxml)."""
+    if isinstance(value, bool):
+        return "bool", "1" if value else "0"
+    if isinstance(value, int) and abs(value) < _EXACT_INT:
+        return "int", str(value)
+    if isinstance(value, float):
+        return "float", repr(value)
+    if isinstance(value, str):
+        return "str", value
+    return "str", json.dumps(value, ensure_ascii=False)  # lists, None, huge ints
+
+
+def _settings_xml(settings: Any, tag: str = "settings", title: str = "settings") -> ElementTree.Element:
+    """Settings as PyMoDAQ's parameter XML: one element per parameter, named by its tag,
+    with ``type``/``title`` attributes and the value as text (booleans ``1``/``0``).
+
+    Only ``group``, ``bool``, ``int``, ``float`` and ``str`` are used, the types its
+    reader converts without ``eval``.
+    """
+    element = ElementTree.Element(tag, type="group", title=_xml_text(title), visible="1",
+                                  removable="0", readonly="1")
     if isinstance(settings, Mapping):
-        element.set("type", "group")
+        taken: set[str] = set()
         for key, value in settings.items():
-            element.append(_settings_xml(value, str(key)))
+            element.append(_settings_xml(value, _xml_tag(str(key), taken), str(key)))
     else:
-        element.set("type", type(settings).__name__)
-        element.set("value", repr(settings) if not isinstance(settings, str) else settings)
+        kind, text = _xml_value(settings)
+        element.set("type", kind)
+        element.text = _xml_text(text)
     return element
+
+
+def settings_xml(settings_json: str) -> str:
+    """The PyMoDAQ settings XML string for settings serialised by :func:`settings_to_json`."""
+    return ElementTree.tostring(_settings_xml(json.loads(settings_json)), encoding="unicode")
+
+
+def _settings_stub(dataset: str) -> str:
+    """The ``settings`` attribute when the settings are too large for one: where they are."""
+    return ElementTree.tostring(_settings_xml({"stored_in_dataset": dataset}), encoding="unicode")
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,6 +284,7 @@ class Writer:
         backend = self.backend
         assert backend is not None
         for stream in self.streams:
+            self._collect(stream)  # frames pushed before the flush was requested are included
             if stream.m and stream.dirty:
                 self._seal(stream, final=False)
         self._write_ready(wait=True)

@@ -26,11 +26,12 @@ import numpy.typing as npt
 from ._channel import Channel, Entry
 from ._compress import ChunkEncoder, filter_for
 from ._errors import StorageError, WriterError
-from ._layout import Layout
+from ._layout import TIME_CHUNK, Layout
 
 if TYPE_CHECKING:
     from ._saver import Saver
-    from .backends import Backend
+
+from .backends import Backend
 
 __all__ = ("Writer",)
 
@@ -39,11 +40,51 @@ log = logging.getLogger(__name__)
 Piece = tuple[Any, int]  # (frame or block, frames)
 
 
+class _TimeAxis:
+    """The channel's timestamps, stored a whole chunk at a time by direct chunk write
+    (a per-batch dataset write costs more Python than the data chunk itself)."""
+
+    __slots__ = ("buf", "chunk", "dirty", "filled", "index", "path")
+
+    def __init__(self, path: str, chunk: int) -> None:
+        self.path = path
+        self.chunk = chunk
+        self.buf = np.zeros(chunk, dtype=np.float64)
+        self.index = 0  # time chunk being filled
+        self.filled = 0
+        self.dirty = False
+
+    def put(self, backend: Backend, start: int, times: npt.NDArray[np.float64]) -> None:
+        """Record ``times`` for frames ``start...`` (frames before this chunk are already stored)."""
+        pos = start - self.index * self.chunk
+        i = max(0, -pos)
+        pos = max(0, pos)
+        while i < len(times):
+            take = min(len(times) - i, self.chunk - pos)
+            self.buf[pos:pos + take] = times[i:i + take]
+            pos += take
+            i += take
+            self.filled = max(self.filled, pos)
+            self.dirty = True
+            if pos == self.chunk:
+                backend.write_chunk(self.path, (self.index * self.chunk,), self.buf.data)
+                self.index += 1
+                self.filled = pos = 0
+                self.buf[:] = 0
+                self.dirty = False
+
+    def store(self, backend: Backend) -> None:
+        """Store the partly filled chunk (at flush)."""
+        if self.dirty:
+            backend.write_chunk(self.path, (self.index * self.chunk,), self.buf.data)
+            self.dirty = False
+
+
 class _Stream:
     """The writer's state for one channel: the chunk being filled and buffers."""
 
     __slots__ = ("buffers", "channel", "dirty", "encoder", "extent", "index", "k", "m", "pieces",
-                 "stored_sizes", "times")
+                 "stored_sizes", "time_axis", "times")
 
     def __init__(self, channel: Channel, encoder: ChunkEncoder) -> None:
         self.channel = channel
@@ -57,6 +98,8 @@ class _Stream:
         self.extent = 0  # dataset length
         self.buffers: list[npt.NDArray[Any]] = []
         self.stored_sizes: dict[int, int] = {}
+        assert channel.paths is not None
+        self.time_axis = _TimeAxis(channel.paths.time, TIME_CHUNK)
 
     def buffer(self) -> npt.NDArray[Any]:
         try:
@@ -269,7 +312,7 @@ class Writer:
             start = job.index * stream.k
             offset = (start,) + (0,) * len(ch.stored_shape)
             backend.write_chunk(ch.paths.data, offset, payload)
-            backend.write_rows(ch.paths.time, start, job.times)
+            stream.time_axis.put(backend, start, job.times)
             size = len(payload) if isinstance(payload, bytes) else payload.nbytes
             ch._bytes_stored += size - stream.stored_sizes.pop(job.index, 0)
             if job.frames < stream.k:
@@ -283,11 +326,14 @@ class Writer:
     def _flush(self) -> None:
         backend = self.backend
         assert backend is not None
+        self._apply_layout()
         for stream in self.streams:
             self._collect(stream)  # frames pushed before the flush was requested are included
             if stream.m and stream.dirty:
                 self._seal(stream, final=False)
         self._write_ready(wait=True)
+        for stream in self.streams:
+            stream.time_axis.store(backend)
         if not self.swmr_started:
             for stream in self.streams:
                 self._write_final_attrs(stream)
@@ -315,14 +361,20 @@ class Writer:
             stream.channel._take(1 << 62)
 
     def _finish(self) -> None:
-        """Final attributes, then close (and fsync) the file."""
+        """Final attributes, removal of channels that never stored a frame (PyMoDAQ's
+        loader cannot load an empty one), then close (and fsync) the file."""
         backend = self.backend
-        assert backend is not None
+        assert backend is not None and self.layout is not None
         if self.swmr_started:
             backend.close()
             backend = self.backend = self.config.open_backend(mode="r+")
+        empty = [s.channel.paths.group for s in self.streams
+                 if s.channel.paths is not None and s.channel._written == 0]
         for stream in self.streams:
-            self._write_final_attrs(stream)
+            if stream.channel._written:
+                self._write_final_attrs(stream)
+        if empty:
+            self.layout.drop_empty(backend, empty)
         self.backend = None
         backend.close(fsync=self.config.fsync)
 

@@ -90,7 +90,8 @@ class H5pyBackend(Backend):
         return dset
 
     def resize(self, path: str, length: int) -> None:
-        self._dataset(path).resize(length, axis=0)
+        dset = self._dataset(path)
+        dset.id.set_extent((length, *dset.id.shape[1:]))  # the low-level call: no Python-side checks
 
     def write_chunk(self, path: str, offset: Sequence[int], data: bytes | memoryview) -> None:
         self._dataset(path).id.write_direct_chunk(tuple(offset), data)

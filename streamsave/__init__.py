@@ -23,21 +23,43 @@ from ._errors import (
     TimestampError,
     WriterError,
 )
+from ._events import (
+    Backpressure,
+    ChannelCreated,
+    Event,
+    FileClosed,
+    FileOpened,
+    Flushed,
+    FramesDropped,
+    FramesWritten,
+    Subscription,
+    WriterFailed,
+)
 from ._saver import Detector, Saver, SaverConfig, open_saver
 from ._spec import Axis, Compression, Overflow
-from ._stats import ChannelStatistics, SaverStatistics
+from ._stats import ChannelStatistics, OperationTiming, Progress, SaverStatistics
 from ._version import __version__
 
 __all__ = (
     "Axis",
+    "Backpressure",
     "Channel",
+    "ChannelCreated",
     "ChannelStatistics",
     "Compression",
     "ConfigError",
     "Detector",
+    "Event",
+    "FileClosed",
+    "FileOpened",
+    "Flushed",
     "FrameMismatchError",
+    "FramesDropped",
+    "FramesWritten",
     "LayoutFrozenError",
+    "OperationTiming",
     "Overflow",
+    "Progress",
     "QueueFull",
     "Saver",
     "SaverClosedError",
@@ -45,8 +67,10 @@ __all__ = (
     "SaverStatistics",
     "StorageError",
     "StreamSaveError",
+    "Subscription",
     "TimestampError",
     "WriterError",
+    "WriterFailed",
     "__version__",
     "open_saver",
 )

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import FrameMismatchError, QueueFull, TimestampError
+from ._events import Backpressure, FramesDropped
 from ._layout import ChannelPaths, stored_shape
 from ._spec import Axis, Overflow
 from ._stats import ChannelStatistics
@@ -89,6 +90,10 @@ class Channel:
         self._space: anyio.Event | None = None
         self._space_cond = threading.Condition(self._lock)
         self._wake_at = max(1, min(chunk_frames, queue_size // 2))
+        self._high_mark = max(1, int(queue_size * saver.config.high_water))
+        self._pressed = False  # a Backpressure(active=True) event is outstanding
+        self._reported_dropped = 0
+        self._last_drop_report = 0.0
         # writer side (the writer thread only)
         self._taken = 0
         self._written = 0
@@ -262,6 +267,7 @@ class Channel:
                 if policy is Overflow.BLOCK:
                     if self._space is None:
                         self._space = anyio.Event()
+                    self._report_locked(fill)
                     return False
                 if policy is Overflow.ERROR:
                     self._rejected += n
@@ -270,6 +276,7 @@ class Channel:
                 if policy is Overflow.DROP_NEWEST:
                     self._pushed += n
                     self._dropped += n
+                    self._report_locked(fill)
                     return True
                 while self._entries and fill + n > self.queue_size:  # DROP_OLDEST
                     _, _, old = self._entries.popleft()
@@ -284,12 +291,45 @@ class Channel:
             fill += n
             if fill > self._high_water:
                 self._high_water = fill
+            if (fill >= self._high_mark and not self._pressed) or self._dropped != self._reported_dropped:
+                self._report_locked(fill)
             if self._first_push is None:
                 self._first_push = time.monotonic()
                 saver._on_first_push()
         if fill >= self._wake_at:
             saver._wake_writer()
         return True
+
+    def _report_locked(self, fill: int) -> None:
+        """Publish backpressure (on the rising edge) and drops (at most every
+        ``progress_interval``) straight from the producer, so they arrive even while
+        the writer is stuck in slow storage. Called with the lock held."""
+        saver = self._saver
+        if not self._pressed and (fill >= self._high_mark or self._space is not None):
+            self._pressed = True
+            saver._publish(Backpressure(channel=self.full_name, active=True, queue_fill=fill,
+                                        queue_capacity=self.queue_size))
+        now = time.monotonic()
+        if self._dropped != self._reported_dropped and now - self._last_drop_report >= saver.config.progress_interval:
+            self._report_drops_locked(now)
+
+    def _report_drops_locked(self, now: float) -> None:
+        total = self._dropped
+        self._saver._publish(FramesDropped(channel=self.full_name, policy=self.overflow.value,
+                                           count=total - self._reported_dropped, total=total))
+        self._reported_dropped = total
+        self._last_drop_report = now
+
+    def _report_progress(self) -> None:
+        """The writer's periodic tick: pending drop counts and the end of backpressure."""
+        with self._lock:
+            if self._dropped != self._reported_dropped:
+                self._report_drops_locked(time.monotonic())
+            fill = self._entered - self._evicted - self._taken
+            if self._pressed and fill < self._high_mark / 2 and self._space is None:
+                self._pressed = False
+                self._saver._publish(Backpressure(channel=self.full_name, active=False, queue_fill=fill,
+                                                  queue_capacity=self.queue_size))
 
     async def _wait_for_room(self) -> None:
         event = self._space

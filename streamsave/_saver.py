@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,9 +21,10 @@ import numpy.typing as npt
 from ._channel import Channel
 from ._compress import choose_chunk_frames
 from ._errors import ConfigError, LayoutFrozenError, SaverClosedError, StreamSaveError
+from ._events import Event, EventHub, FileClosed, Subscription, WriterFailed
 from ._layout import check_name, settings_to_json
 from ._spec import Axis, Compression, Overflow
-from ._stats import SaverStatistics
+from ._stats import Progress, SaverStatistics, Timer
 from ._waker import LoopWaker
 from ._writer import Writer
 from .backends import Backend
@@ -54,13 +56,18 @@ class SaverConfig:
     fsync: bool = True
     close_timeout: float = 10.0
     title: str = "streamsave recording"
+    progress_interval: float = 0.2
+    high_water: float = 0.8
     backend: str | Callable[..., Backend] = "h5py"
 
     def __post_init__(self) -> None:
         if self.mode not in ("w-", "x", "w"):
             raise ConfigError(f"mode={self.mode!r} is not supported; expected 'w-' (create, never overwrite; "
                               "the default), 'x' (the same) or 'w' (create or overwrite)")
-        for name in ("flush_interval", "close_timeout"):
+        if isinstance(self.high_water, bool) or not isinstance(self.high_water, int | float) or \
+                not 0 < self.high_water <= 1:
+            raise ConfigError(f"high_water must be a fraction of the queue in (0, 1], got {self.high_water!r}")
+        for name in ("flush_interval", "close_timeout", "progress_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -219,6 +226,8 @@ class Saver:
         self._started = time.monotonic()
         self._ended: float | None = None
         self._flushes = 0
+        self._hub = EventHub()
+        self._timers = {"encode": Timer(), "write": Timer(), "flush": Timer()}
         self._thread = threading.Thread(target=Writer(self).run, name=f"streamsave-writer:{config.path.name}",
                                         daemon=True)
 
@@ -292,6 +301,11 @@ class Saver:
     def _pending_layout_empty(self) -> bool:
         return not self._pending_layout
 
+    def _publish(self, event: Event) -> None:
+        """Deliver an event to subscribers (any thread; never waits)."""
+        if self._hub.subscriptions or isinstance(event, FileClosed | WriterFailed):
+            self._waker.call(partial(self._hub.publish, event))
+
     def _writer_opened(self) -> None:
         self._state = "open"
         self._waker.call(self._opened.set)
@@ -299,6 +313,7 @@ class Saver:
     def _writer_failed(self, exc: BaseException) -> None:
         log.error("streamsave writer for %s failed: %r", self.path, exc)
         self._failure = exc
+        self._publish(WriterFailed(error=exc))
         self._state = "failed"
         self._refuse_pushes = True
         for ch in self._channels:
@@ -314,6 +329,7 @@ class Saver:
             ch._wake_waiters()
         for event in self._flush_requests:
             self._waker.call(event.set)
+        self._publish(FileClosed(statistics=self.statistics()))
         self._waker.call(self._closed.set)
 
     # ---------------------------------------------------------------- public operations
@@ -386,7 +402,56 @@ class Saver:
             bytes_written=sum(c.bytes_written for c in chans),
             bytes_stored=sum(c.bytes_stored for c in chans),
             elapsed=end - self._started, flushes=self._flushes, error=self._failure,
+            timings={name: timer.snapshot() for name, timer in self._timers.items()},
         )
+
+    @asynccontextmanager
+    async def subscribe(self, *, buffer: int = 1024) -> AsyncIterator[Subscription]:
+        """Receive the saver's events while the block runs.
+
+        ``async for event in subscription`` yields :mod:`events <streamsave>` in order
+        and ends after :class:`~streamsave.FileClosed` (also when subscribing after
+        the close). A subscriber that falls more than ``buffer`` events behind loses
+        progress events (counted in ``subscription.lost``), never terminal ones, and
+        never slows the writer.
+        """
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+            raise ConfigError(f"buffer must be a positive number of events, got {buffer!r}")
+        sub = self._hub.add(buffer)
+        try:
+            yield sub
+        finally:
+            self._hub.remove(sub)
+
+    async def progress(self, channel: Channel, *, target: int | None = None) -> AsyncIterator[Progress]:
+        """Follow one channel's written frames, like ophyd-async's ``WatcherUpdate``.
+
+        Yields a :class:`~streamsave.Progress` at every progress event of the channel
+        (every ``progress_interval``), and a last one when ``target`` frames are
+        written or the file closes.
+        """
+        start = time.monotonic()
+        first = channel._written
+
+        def make(current: int) -> Progress:
+            elapsed = time.monotonic() - start
+            rate = (current - first) / elapsed if elapsed > 0 else 0.0
+            remaining = None
+            if target is not None and rate > 0:
+                remaining = max(0.0, (target - current) / rate)
+            return Progress(channel.full_name, current, target, elapsed, remaining, rate)
+
+        async with self.subscribe() as events:
+            yield make(channel._written)
+            async for event in events:
+                if isinstance(event, FileClosed):
+                    yield make(channel._written)
+                    return
+                if getattr(event, "channel", None) == channel.full_name and hasattr(event, "frames_written"):
+                    update = make(channel._written)
+                    yield update
+                    if target is not None and update.current >= target:
+                        return
 
 
 def _make_config(path: str | os.PathLike[str], options: dict[str, Any]) -> SaverConfig:

@@ -3,9 +3,10 @@ at any time from any thread, and still available after the saver has closed."""
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
-__all__ = ("ChannelStatistics", "SaverStatistics")
+__all__ = ("ChannelStatistics", "OperationTiming", "Progress", "SaverStatistics", "Timer")
 
 
 class ChannelStatistics(NamedTuple):
@@ -71,3 +72,56 @@ class SaverStatistics(NamedTuple):
     flushes: int
     #: the failure that stopped the writer, if any
     error: BaseException | None
+    #: durations of the writer's operations: "encode" (assemble + compress a chunk),
+    #: "write" (store a batch of chunks), "flush"
+    timings: dict[str, OperationTiming]
+
+
+class OperationTiming(NamedTuple):
+    """Durations of one kind of writer operation, in seconds (odin-data style)."""
+
+    #: how many times it ran
+    calls: int
+    last: float
+    max: float
+    mean: float
+
+
+class Timer:
+    """Accumulates durations; updated and read from any thread."""
+
+    __slots__ = ("_lock", "count", "last", "max", "total")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.last = 0.0
+        self.max = 0.0
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self.count += 1
+            self.last = seconds
+            self.total += seconds
+            if seconds > self.max:
+                self.max = seconds
+
+    def snapshot(self) -> OperationTiming:
+        return OperationTiming(self.count, self.last, self.max, self.total / self.count if self.count else 0.0)
+
+
+class Progress(NamedTuple):
+    """Where a channel stands against a target number of frames (see ``Saver.progress``)."""
+
+    channel: str
+    #: frames written so far
+    current: int
+    #: the target, or None when open-ended
+    target: int | None
+    #: seconds since progress() was called
+    elapsed: float
+    #: estimated seconds to reach the target at the current rate, or None
+    remaining: float | None
+    #: frames written per second since progress() was called
+    rate: float

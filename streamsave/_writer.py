@@ -26,7 +26,9 @@ import numpy.typing as npt
 from ._channel import Channel, Entry
 from ._compress import ChunkEncoder, filter_for
 from ._errors import StorageError, WriterError
+from ._events import ChannelCreated, FileOpened, Flushed, FramesWritten
 from ._layout import TIME_CHUNK, Layout
+from ._stats import Timer
 
 if TYPE_CHECKING:
     from ._saver import Saver
@@ -38,6 +40,7 @@ __all__ = ("Writer",)
 log = logging.getLogger(__name__)
 
 Piece = tuple[Any, int]  # (frame or block, frames)
+Encoded = tuple[bytes | memoryview, npt.NDArray[Any] | None]  # (stored bytes, buffer to recycle after writing)
 
 
 class _TimeAxis:
@@ -84,7 +87,7 @@ class _Stream:
     """The writer's state for one channel: the chunk being filled and buffers."""
 
     __slots__ = ("buffers", "channel", "dirty", "encoder", "extent", "index", "k", "m", "pieces",
-                 "stored_sizes", "time_axis", "times")
+                 "reported_written", "stored_sizes", "time_axis", "times")
 
     def __init__(self, channel: Channel, encoder: ChunkEncoder) -> None:
         self.channel = channel
@@ -98,6 +101,7 @@ class _Stream:
         self.extent = 0  # dataset length
         self.buffers: list[npt.NDArray[Any]] = []
         self.stored_sizes: dict[int, int] = {}
+        self.reported_written = 0
         assert channel.paths is not None
         self.time_axis = _TimeAxis(channel.paths.time, TIME_CHUNK)
 
@@ -113,7 +117,7 @@ class _Job:
     __slots__ = ("frames", "future", "index", "stream", "times")
 
     def __init__(self, stream: _Stream, index: int, frames: int, times: npt.NDArray[np.float64],
-                 future: Future[tuple[bytes | memoryview, npt.NDArray[Any] | None]]) -> None:
+                 future: Future[Encoded]) -> None:
         self.stream = stream
         self.index = index
         self.frames = frames
@@ -121,8 +125,16 @@ class _Job:
         self.future = future
 
 
-def _assemble(stream: _Stream, pieces: list[Piece], frames: int) -> tuple[bytes | memoryview, npt.NDArray[Any] | None]:
+def _assemble(stream: _Stream, pieces: list[Piece], frames: int, timer: Timer,
+              ) -> Encoded:
     """Copy a chunk's frames into a reusable buffer and encode it (pool thread)."""
+    started = time.perf_counter()
+    result = _assemble_chunk(stream, pieces, frames)
+    timer.add(time.perf_counter() - started)
+    return result
+
+
+def _assemble_chunk(stream: _Stream, pieces: list[Piece], frames: int) -> Encoded:
     buf = stream.buffer()
     flat = buf.reshape((stream.k, *stream.channel.shape))
     pos = 0
@@ -176,6 +188,7 @@ class Writer:
             self._shutdown()
             return
         saver._writer_opened()
+        saver._publish(FileOpened(path=str(self.config.path)))
         try:
             self._main_loop()
             self._finish()
@@ -201,8 +214,10 @@ class Writer:
         saver, cfg = self.saver, self.config
         wake = saver._wake
         next_flush = time.monotonic() + cfg.flush_interval
+        next_progress = time.monotonic() + cfg.progress_interval
         while True:
-            wake.wait(max(0.0, next_flush - time.monotonic()))
+            deadline = min(next_flush, next_progress) if saver._hub.subscriptions else next_flush
+            wake.wait(max(0.0, deadline - time.monotonic()))
             wake.clear()
             self._apply_layout()
             closing = saver._closing
@@ -219,7 +234,11 @@ class Writer:
                 for event in requests:
                     saver._waker.call(event.set)
                 if closing and all(not s.channel._entries for s in self.streams) and saver._pending_layout_empty():
+                    self._progress()
                     return
+            if now >= next_progress:
+                self._progress()
+                next_progress = now + cfg.progress_interval
 
     # ------------------------------------------------------------------ layout
     def _apply_layout(self) -> None:
@@ -237,6 +256,9 @@ class Writer:
                     ch._detector_obj._path, ch.detector, name=ch.name, shape=ch.shape, dtype=ch.dtype,
                     chunk_frames=ch.chunk_frames, filter=flt, units=ch.units, label=ch.label, axes=ch.axes)
                 self.streams.append(_Stream(ch, ChunkEncoder(self.config.compression, ch.dtype.itemsize)))
+                saver._publish(ChannelCreated(
+                    channel=ch.full_name, path=str(self.config.path), dataset=ch.paths.data, time_axis=ch.paths.time,
+                    frame_shape=ch.shape, dtype=ch.dtype.name, chunk_shape=(ch.chunk_frames, *ch.stored_shape)))
         if not self.swmr_started and self.config.swmr and saver._frozen:
             self.backend.start_swmr()
             self.swmr_started = True
@@ -268,7 +290,7 @@ class Writer:
         """Submit the chunk being filled for encoding; ``final`` when it is full."""
         pieces = stream.pieces if final else list(stream.pieces)
         times = _times_array(stream.times)
-        future = self.pool.submit(_assemble, stream, pieces, stream.m)
+        future = self.pool.submit(_assemble, stream, pieces, stream.m, self.saver._timers["encode"])
         self.inflight.append(_Job(stream, stream.index, stream.m, times, future))
         stream.dirty = False
         if final:
@@ -292,6 +314,11 @@ class Writer:
             self._store(done)
 
     def _store(self, done: list[tuple[_Job, bytes | memoryview, npt.NDArray[Any] | None]]) -> None:
+        started = time.perf_counter()
+        self._store_chunks(done)
+        self.saver._timers["write"].add(time.perf_counter() - started)
+
+    def _store_chunks(self, done: list[tuple[_Job, bytes | memoryview, npt.NDArray[Any] | None]]) -> None:
         backend = self.backend
         assert backend is not None
         ends: dict[_Stream, int] = {}
@@ -337,7 +364,9 @@ class Writer:
         if not self.swmr_started:
             for stream in self.streams:
                 self._write_final_attrs(stream)
+        started = time.perf_counter()
         backend.flush()
+        self.saver._timers["flush"].add(time.perf_counter() - started)
         self.flushes += 1
         now = time.time()
         for stream in self.streams:
@@ -346,6 +375,26 @@ class Writer:
                 ch._durable = ch._written
                 ch._durable_timestamp = ch._last_time
                 ch._durable_at = now
+        if self.saver._hub.subscriptions:
+            self.saver._publish(Flushed(durable={s.channel.full_name: s.channel._durable for s in self.streams},
+                                        seconds=time.perf_counter() - started))
+
+    def _progress(self) -> None:
+        """Publish what changed since the last tick: writes, drops, backpressure."""
+        saver = self.saver
+        for stream in self.streams:
+            ch = stream.channel
+            ch._report_progress()
+            if not saver._hub.subscriptions:
+                continue
+            st = ch.statistics()
+            if st.frames_written != stream.reported_written:
+                saver._publish(FramesWritten(
+                    channel=st.name, frames=st.frames_written - stream.reported_written,
+                    frames_written=st.frames_written, frames_durable=st.frames_durable,
+                    frames_dropped=st.frames_dropped, bytes_written=st.bytes_written, bytes_stored=st.bytes_stored,
+                    compression_ratio=st.compression_ratio, queue_fill=st.queue_fill))
+                stream.reported_written = st.frames_written
 
     def _write_final_attrs(self, stream: _Stream) -> None:
         assert self.backend is not None

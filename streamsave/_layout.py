@@ -28,7 +28,7 @@ import datetime as _dt
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from xml.etree import ElementTree
 
@@ -45,6 +45,7 @@ __all__ = (
     "check_name",
     "encode",
     "settings_to_json",
+    "settings_xml",
 )
 
 #: HDF5 keeps attributes in the object header, which holds about 64 KiB; settings
@@ -188,6 +189,16 @@ def _settings_stub(dataset: str) -> str:
     return ElementTree.tostring(_settings_xml({"stored_in_dataset": dataset}), encoding="unicode")
 
 
+@dataclass(slots=True)
+class _Detector:
+    """What the layout needs to tidy a detector group at close."""
+
+    attrs: dict[str, AttrValue]
+    datasets: list[tuple[str, DatasetSpec]]
+    #: dimension group name -> {CHnn name: channel name}, in creation order
+    dims: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelPaths:
     """Where a channel's nodes are in the file."""
@@ -206,6 +217,7 @@ class Layout:
         self._compression = compression
         self._detectors: dict[str, int] = {}
         self._channels: dict[tuple[int, str], int] = {}
+        self._records: dict[str, _Detector] = {}
         now = _dt.datetime.now()
         backend.set_attrs("/", {
             "CLASS": "GROUP",
@@ -228,30 +240,37 @@ class Layout:
         ))
 
     def add_detector(self, name: str, settings_json: str) -> str:
+        """Create a detector group holding its settings; returns its path.
+
+        PyMoDAQ's browser parses every attribute whose name contains ``settings`` as
+        parameter XML, so the JSON copy is called ``params_json``. Settings too large
+        for attributes go into the byte datasets ``Settings`` (XML) and ``ParamsJSON``,
+        and the ``settings`` attribute then holds a short XML note naming the dataset.
+        """
         index = len(self._detectors)
         path = f"/RawData/Detector{index:03d}"
-        settings: Any = json.loads(settings_json)
-        xml = ElementTree.tostring(_settings_xml(settings), encoding="unicode")
+        xml = settings_xml(settings_json)
         attrs: dict[str, AttrValue] = {
             "CLASS": "GROUP", "TITLE": name, "type": "detector", "NX_class": "NXcollection",
-            "settings_json": settings_json, "settings": xml,
+            "settings": xml, "params_json": settings_json,
         }
-        too_big = len(xml.encode()) > MAX_ATTR_BYTES or len(settings_json.encode()) > MAX_ATTR_BYTES
-        if too_big:
-            attrs["settings"] = encode("")
-            attrs["settings_json"] = encode("")
-            attrs["settings_dataset"] = "Settings"
+        datasets: list[tuple[str, DatasetSpec]] = []
+        if len(xml.encode()) + len(settings_json.encode()) > MAX_ATTR_BYTES:
+            attrs["settings"] = _settings_stub("Settings")
+            attrs["params_json"] = encode("")
+            attrs["params_dataset"] = "ParamsJSON"
+            blobs = (("Settings", xml, "pymodaq-xml-utf8"), ("ParamsJSON", settings_json, "json-utf8"))
+            for node, text, fmt in blobs:
+                blob = np.frombuffer(text.encode(), dtype=np.uint8)
+                datasets.append((node, DatasetSpec(shape=blob.shape, dtype=blob.dtype, data=blob, attrs={
+                    "CLASS": "CARRAY", "TITLE": node, "format": fmt, "shape": encode(blob.shape)})))
         self._backend.create_group(path, attrs)
-        if too_big:
-            blob = np.frombuffer(settings_json.encode(), dtype=np.uint8)
-            self._backend.create_dataset(f"{path}/Settings", DatasetSpec(
-                shape=blob.shape, dtype=blob.dtype, data=blob,
-                attrs={"CLASS": "CARRAY", "TITLE": "settings", "data_type": "settings",
-                       "format": "json-utf8"},
-            ))
+        for node, spec in datasets:
+            self._backend.create_dataset(f"{path}/{node}", spec)
         if index == 0:
             self._backend.set_attrs("/RawData", {"default": f"Detector{index:03d}"})
         self._detectors[name] = index
+        self._records[path] = _Detector(attrs, datasets)
         return path
 
     def add_channel(
@@ -281,17 +300,23 @@ class Layout:
         group = f"{dim_path}/CH{ch_index:02d}"
         axis_names = [f"Axis{i:02d}" for i in range(len(axes))]
         time_name = f"Axis{len(axes):02d}"
-        nx_axes = [time_name] + [axis_names[i] if i < len(axes) else "." for i in range(len(shape))]
+        stored = stored_shape(shape)
+        # NeXus: one @axes entry per dimension of the signal (a scalar's row of one is ".")
+        nx_axes = [time_name] + [axis_names[i] if i < len(axes) else "." for i in range(len(stored))]
         self._backend.create_group(group, {
             "CLASS": "GROUP", "TITLE": name, "origin": detector_name, "type": "ch",
             "NX_class": "NXdata", "signal": "EnlData00", "axes": np.array(nx_axes, dtype=object),
-            f"{time_name}_indices": 0,
+            f"{time_name}_indices": 0, **{f"{a}_indices": i + 1 for i, a in enumerate(axis_names)},
         })
+        self._records[detector_path].dims.setdefault(dim, {})[group.rsplit("/", 1)[1]] = name
         data_path = f"{group}/EnlData00"
-        stored = stored_shape(shape)
+        data_attrs = self._data_attrs(name, detector_name, shape, dtype, units, label, chunk_frames)
+        data_attrs["long_name"] = label or name
+        if len(shape) == 2:
+            data_attrs["interpretation"] = "image"  # viewers then page through the frames
         self._backend.create_dataset(data_path, DatasetSpec(
             shape=(0, *stored), maxshape=(None, *stored), dtype=dtype, chunks=(chunk_frames, *stored), filter=filter,
-            attrs=self._data_attrs(name, detector_name, shape, dtype, units, label, chunk_frames),
+            attrs=data_attrs,
         ))
         axis_paths = []
         for i, axis in enumerate(axes):
@@ -330,8 +355,49 @@ class Layout:
     @staticmethod
     def final_attrs(shape: tuple[int, ...], frames: int, dropped: int, rejected: int) -> dict[str, AttrValue]:
         """Attributes of a data node once ``frames`` are stored (written at flush and close)."""
-        return {"shape": encode((frames, *stored_shape(shape))), "frames_dropped": encode(dropped), "frames_rejected": encode(rejected)}
+        return {"shape": encode((frames, *stored_shape(shape))), "frames_dropped": encode(dropped),
+                "frames_rejected": encode(rejected)}
 
     @staticmethod
     def time_attrs(frames: int) -> dict[str, AttrValue]:
         return {"size": encode(frames)}
+
+    def drop_empty(self, backend: Backend, groups: Iterable[str]) -> None:
+        """Remove the channel groups that never stored a frame, at close.
+
+        PyMoDAQ's loader raises ``IndexError`` on a channel without frames, which makes
+        the whole file unloadable. Each removed channel's name is listed in its
+        detector's ``empty_channels`` attribute; dimension groups left empty go too, and
+        every ``default`` attribute is made to point at a group that still exists. A
+        detector left without channels is recreated without ``default`` (attributes
+        cannot be deleted through a backend), with its settings.
+
+        :param backend: the open file, from now on used by this layout (the writer
+            reopens the file after SWMR).
+        """
+        self._backend = backend
+        empty: dict[str, list[str]] = {}
+        for group in groups:
+            det_path, dim, ch = group.rsplit("/", 2)
+            record = self._records[det_path]
+            empty.setdefault(det_path, []).append(record.dims[dim].pop(ch))
+            backend.delete(group)
+            if record.dims[dim]:
+                backend.set_attrs(f"{det_path}/{dim}", {"default": next(iter(record.dims[dim]))})
+            else:
+                del record.dims[dim]
+                backend.delete(f"{det_path}/{dim}")
+        for det_path, names in empty.items():
+            record = self._records[det_path]
+            record.attrs["empty_channels"] = encode(names)
+            if record.dims:
+                backend.set_attrs(det_path, {"default": next(iter(record.dims)),
+                                             "empty_channels": record.attrs["empty_channels"]})
+                continue
+            backend.delete(det_path)
+            backend.create_group(det_path, record.attrs)
+            for node, spec in record.datasets:
+                backend.create_dataset(f"{det_path}/{node}", spec)
+        with_data = [path for path, record in self._records.items() if record.dims]
+        if with_data:
+            backend.set_attrs("/RawData", {"default": with_data[0].rsplit("/", 1)[1]})

@@ -56,6 +56,7 @@ class Channel:
         queue_size: int,
         overflow: Overflow,
         copy: bool,
+        paths: ChannelPaths,
     ) -> None:
         self._saver = saver
         self.detector = detector
@@ -74,8 +75,8 @@ class Channel:
         self.overflow = overflow
         self.copy = copy
         self.frame_nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        #: where the channel is in the file, once the writer has created it
-        self.paths: ChannelPaths | None = None
+        #: where the channel's nodes are in the file
+        self.paths = paths
         self._detector_obj: Detector | None = None
         # producer side (any thread; guarded by _lock)
         self._lock = threading.Lock()
@@ -89,6 +90,7 @@ class Channel:
         self._first_push: float | None = None
         self._space: anyio.Event | None = None
         self._space_cond = threading.Condition(self._lock)
+        self._thread_waiters = 0  # threads blocked in push_from_thread
         self._wake_at = max(1, min(chunk_frames, queue_size // 2))
         self._high_mark = max(1, int(queue_size * saver.config.high_water))
         self._pressed = False  # a Backpressure(active=True) event is outstanding
@@ -111,7 +113,28 @@ class Channel:
 
     @property
     def full_name(self) -> str:
+        """``"<detector>/<channel>"``, the key used in statistics and events."""
         return f"{self.detector}/{self.name}"
+
+    @property
+    def file_path(self) -> str:
+        """The HDF5 file the channel is written to."""
+        return str(self._saver.path)
+
+    @property
+    def dataset_path(self) -> str:
+        """The frames' dataset, shape ``(N, *stored_shape)``."""
+        return self.paths.data
+
+    @property
+    def time_axis_path(self) -> str:
+        """The per-frame timestamps' dataset, shape ``(N,)``, epoch seconds."""
+        return self.paths.time
+
+    @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        """The dataset's chunk shape: ``chunk_frames`` whole frames."""
+        return (self.chunk_frames, *self.stored_shape)
 
     # ------------------------------------------------------------------ validation
     def _check_frame(self, frame: Any) -> Any:
@@ -253,6 +276,48 @@ class Channel:
             else:
                 await self._wait_for_room()
 
+    def push_from_thread(self, frame: Any, *, timestamp: float | None = None, timeout: float | None = None) -> None:
+        """Queue one frame from any thread that is not the event loop's (e.g. a camera
+        SDK callback). Same validation and overflow policies as :meth:`push`; under
+        ``block`` it blocks the calling thread (never the event loop) until there is
+        room, or raises :class:`~streamsave.QueueFull` after ``timeout`` seconds.
+
+        :raises RuntimeError: when called on the event loop's thread (use ``await push()``).
+        """
+        self._push_from_thread(self._check_frame(frame), self._check_timestamp(timestamp), 1, timeout)
+
+    def push_many_from_thread(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None,
+                              timeout: float | None = None) -> None:
+        """:meth:`push_many` for foreign threads; see :meth:`push_from_thread`."""
+        block = self._check_block(frames)
+        n = block.shape[0]
+        ts = self._check_timestamps(timestamps, n)
+        if self.overflow is Overflow.ERROR:
+            self._offer(block, ts, n, Overflow.ERROR)
+            return
+        for start in range(0, n, self.queue_size):
+            stop = min(n, start + self.queue_size)
+            self._push_from_thread(block[start:stop], ts[start:stop], stop - start, timeout)
+
+    def _push_from_thread(self, data: Any, ts: Any, n: int, timeout: float | None) -> None:
+        saver = self._saver
+        if threading.get_ident() == saver._loop_thread:
+            raise RuntimeError(f"channel {self.full_name!r}: push_from_thread() would block the event loop; "
+                               "use 'await channel.push()' on the loop's thread")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._offer(data, ts, n, self.overflow):
+            with self._space_cond:
+                self._thread_waiters += 1
+                try:
+                    while self._room() < n and not saver._refuse_pushes:
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            self._rejected += n
+                            raise QueueFull(f"channel {self.full_name!r}: no room in the queue after {timeout} s")
+                        self._space_cond.wait(remaining)
+                finally:
+                    self._thread_waiters -= 1
+
     def _room(self) -> int:
         return self.queue_size - (self._entered - self._evicted - self._taken)
 
@@ -265,7 +330,7 @@ class Channel:
             fill = self._entered - self._evicted - self._taken
             if fill + n > self.queue_size:
                 if policy is Overflow.BLOCK:
-                    if self._space is None:
+                    if self._space is None and threading.get_ident() == saver._loop_thread:
                         self._space = anyio.Event()
                     self._report_locked(fill)
                     return False
@@ -357,7 +422,7 @@ class Channel:
             if event is not None:
                 self._space = None
                 self._saver._waker.call(event.set)
-            if self._space_cond._waiters:  # type: ignore[attr-defined]
+            if self._thread_waiters:
                 with self._space_cond:
                     self._space_cond.notify_all()
         return taken

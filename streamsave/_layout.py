@@ -42,6 +42,8 @@ from .backends import AttrValue, Backend, DatasetSpec
 __all__ = (
     "MAX_ATTR_BYTES",
     "ChannelPaths",
+    "Layout",
+    "Naming",
     "check_name",
     "encode",
     "settings_to_json",
@@ -209,14 +211,38 @@ class ChannelPaths:
     axes: tuple[str, ...]
 
 
+class Naming:
+    """Decides where each detector and channel goes, as they are declared.
+
+    Pure bookkeeping with no I/O, so a channel knows its paths the moment it is added,
+    before the writer thread has created anything.
+    """
+
+    def __init__(self) -> None:
+        self._detectors = 0
+        self._channels: dict[str, int] = {}
+
+    def detector(self) -> str:
+        path = f"/RawData/Detector{self._detectors:03d}"
+        self._detectors += 1
+        return path
+
+    def channel(self, detector_path: str, ndim: int, n_axes: int) -> ChannelPaths:
+        dim_path = f"{detector_path}/{dim_group(ndim)}"
+        index = self._channels.get(dim_path, 0)
+        self._channels[dim_path] = index + 1
+        group = f"{dim_path}/CH{index:02d}"
+        return ChannelPaths(group=group, data=f"{group}/EnlData00", time=f"{group}/Axis{n_axes:02d}",
+                            axes=tuple(f"{group}/Axis{i:02d}" for i in range(n_axes)))
+
+
 class Layout:
     """Creates the tree through a backend and remembers the ``default`` chain."""
 
     def __init__(self, backend: Backend, *, title: str, compression: str) -> None:
         self._backend = backend
         self._compression = compression
-        self._detectors: dict[str, int] = {}
-        self._channels: dict[tuple[int, str], int] = {}
+        self._dim_groups: set[str] = set()
         self._records: dict[str, _Detector] = {}
         now = _dt.datetime.now()
         backend.set_attrs("/", {
@@ -239,7 +265,7 @@ class Layout:
                    "subdtype": "string"},
         ))
 
-    def add_detector(self, name: str, settings_json: str) -> str:
+    def add_detector(self, path: str, name: str, settings_json: str) -> None:
         """Create a detector group holding its settings; returns its path.
 
         PyMoDAQ's browser parses every attribute whose name contains ``settings`` as
@@ -247,8 +273,6 @@ class Layout:
         for attributes go into the byte datasets ``Settings`` (XML) and ``ParamsJSON``,
         and the ``settings`` attribute then holds a short XML note naming the dataset.
         """
-        index = len(self._detectors)
-        path = f"/RawData/Detector{index:03d}"
         xml = settings_xml(settings_json)
         attrs: dict[str, AttrValue] = {
             "CLASS": "GROUP", "TITLE": name, "type": "detector", "NX_class": "NXcollection",
@@ -267,16 +291,15 @@ class Layout:
         self._backend.create_group(path, attrs)
         for node, spec in datasets:
             self._backend.create_dataset(f"{path}/{node}", spec)
-        if index == 0:
-            self._backend.set_attrs("/RawData", {"default": f"Detector{index:03d}"})
-        self._detectors[name] = index
+        if not self._records:
+            self._backend.set_attrs("/RawData", {"default": path.rsplit("/", 1)[1]})
         self._records[path] = _Detector(attrs, datasets)
-        return path
 
     def add_channel(
         self,
         detector_path: str,
         detector_name: str,
+        paths: ChannelPaths,
         *,
         name: str,
         shape: tuple[int, ...],
@@ -286,20 +309,18 @@ class Layout:
         units: str,
         label: str,
         axes: Sequence[Axis],
-    ) -> ChannelPaths:
+    ) -> None:
         dim = dim_group(len(shape))
-        det_index = self._detectors[detector_name]
         dim_path = f"{detector_path}/{dim}"
-        ch_index = self._channels.get((det_index, dim), 0)
-        if ch_index == 0:
+        if dim_path not in self._dim_groups:
             self._backend.create_group(dim_path, {"CLASS": "GROUP", "TITLE": "", "type": "data_dim",
                                                   "NX_class": "NXcollection", "default": "CH00"})
-            if not any(k[0] == det_index for k in self._channels):
+            if not any(g.startswith(detector_path + "/") for g in self._dim_groups):
                 self._backend.set_attrs(detector_path, {"default": dim})
-        self._channels[(det_index, dim)] = ch_index + 1
-        group = f"{dim_path}/CH{ch_index:02d}"
-        axis_names = [f"Axis{i:02d}" for i in range(len(axes))]
-        time_name = f"Axis{len(axes):02d}"
+            self._dim_groups.add(dim_path)
+        group = paths.group
+        axis_names = [p.rsplit("/", 1)[1] for p in paths.axes]
+        time_name = paths.time.rsplit("/", 1)[1]
         stored = stored_shape(shape)
         # NeXus: one @axes entry per dimension of the signal (a scalar's row of one is ".")
         nx_axes = [time_name] + [axis_names[i] if i < len(axes) else "." for i in range(len(stored))]
@@ -309,7 +330,7 @@ class Layout:
             f"{time_name}_indices": 0, **{f"{a}_indices": i + 1 for i, a in enumerate(axis_names)},
         })
         self._records[detector_path].dims.setdefault(dim, {})[group.rsplit("/", 1)[1]] = name
-        data_path = f"{group}/EnlData00"
+        data_path = paths.data
         data_attrs = self._data_attrs(name, detector_name, shape, dtype, units, label, chunk_frames)
         data_attrs["long_name"] = label or name
         if len(shape) == 2:
@@ -318,26 +339,21 @@ class Layout:
             shape=(0, *stored), maxshape=(None, *stored), dtype=dtype, chunks=(chunk_frames, *stored), filter=filter,
             attrs=data_attrs,
         ))
-        axis_paths = []
         for i, axis in enumerate(axes):
             values = axis.coordinates(shape[i])
-            path = f"{group}/{axis_names[i]}"
-            self._backend.create_dataset(path, DatasetSpec(
+            self._backend.create_dataset(paths.axes[i], DatasetSpec(
                 shape=values.shape, dtype=values.dtype, data=values,
                 attrs={"CLASS": "CARRAY", "TITLE": axis.label, "data_type": "axis", "label": encode(axis.label),
                        "units": encode(axis.units), "index": encode(i + 1), "spread_order": encode(-1),
                        "size": encode(int(values.size)), "offset": encode(axis.offset),
                        "scaling": encode(axis.scale), "long_name": axis.label},
             ))
-            axis_paths.append(path)
-        time_path = f"{group}/{time_name}"
-        self._backend.create_dataset(time_path, DatasetSpec(
+        self._backend.create_dataset(paths.time, DatasetSpec(
             shape=(0,), maxshape=(None,), dtype=np.dtype(np.float64), chunks=(TIME_CHUNK,),
             attrs={"CLASS": "EARRAY", "TITLE": "time", "data_type": "axis", "label": "time", "units": "s",
                    "index": encode(0), "spread_order": encode(0), "size": encode(0), "EXTDIM": encode(0),
                    "long_name": "time (s since the Unix epoch)"},
         ))
-        return ChannelPaths(group=group, data=data_path, time=time_path, axes=tuple(axis_paths))
 
     def _data_attrs(
         self, name: str, detector: str, shape: tuple[int, ...], dtype: np.dtype[Any], units: str,

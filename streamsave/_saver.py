@@ -22,7 +22,7 @@ from ._channel import Channel
 from ._compress import choose_chunk_frames
 from ._errors import ConfigError, LayoutFrozenError, SaverClosedError, StreamSaveError
 from ._events import Event, EventHub, FileClosed, Subscription, WriterFailed
-from ._layout import check_name, settings_to_json
+from ._layout import Naming, check_name, settings_to_json
 from ._spec import Axis, Compression, Overflow
 from ._stats import Progress, SaverStatistics, Timer
 from ._waker import LoopWaker
@@ -102,7 +102,8 @@ class Detector:
         self._saver = saver
         self.name = name
         self._settings_json = settings_json
-        self._path = ""
+        #: the detector's group in the file
+        self.path = saver._naming.detector()
         self.channels: dict[str, Channel] = {}
 
     def __repr__(self) -> str:
@@ -172,7 +173,8 @@ class Detector:
         channel = Channel(
             saver, detector=self.name, name=name, shape=shape_t, dtype=dt, units=units, label=label or name,
             axes=axes, chunk_frames=chunk_frames, queue_size=queue_size,
-            overflow=cfg.overflow if overflow is None else Overflow.parse(overflow), copy=bool(copy))
+            overflow=cfg.overflow if overflow is None else Overflow.parse(overflow), copy=bool(copy),
+            paths=saver._naming.channel(self.path, len(shape_t), len(axes)))
         channel._detector_obj = self
         self.channels[name] = channel
         saver._channels.append(channel)
@@ -212,8 +214,10 @@ class Saver:
         self.detectors: dict[str, Detector] = {}
         self._channels: list[Channel] = []
         self._pending_layout: deque[tuple[str, Any]] = deque()
+        self._naming = Naming()
         self._wake = threading.Event()
         self._waker = LoopWaker()
+        self._loop_thread = threading.get_ident()
         self._state = "opening"
         self._frozen = False
         self._closing = False

@@ -102,7 +102,6 @@ class _Stream:
         self.buffers: list[npt.NDArray[Any]] = []
         self.stored_sizes: dict[int, int] = {}
         self.reported_written = 0
-        assert channel.paths is not None
         self.time_axis = _TimeAxis(channel.paths.time, TIME_CHUNK)
 
     def buffer(self) -> npt.NDArray[Any]:
@@ -247,13 +246,13 @@ class Writer:
         while saver._pending_layout:
             kind, obj = saver._pending_layout.popleft()
             if kind == "detector":
-                obj._path = self.layout.add_detector(obj.name, obj._settings_json)
+                self.layout.add_detector(obj.path, obj.name, obj._settings_json)
             else:
                 ch: Channel = obj
                 assert ch._detector_obj is not None
                 flt = filter_for(self.config.compression)
-                ch.paths = self.layout.add_channel(
-                    ch._detector_obj._path, ch.detector, name=ch.name, shape=ch.shape, dtype=ch.dtype,
+                self.layout.add_channel(
+                    ch._detector_obj.path, ch.detector, ch.paths, name=ch.name, shape=ch.shape, dtype=ch.dtype,
                     chunk_frames=ch.chunk_frames, filter=flt, units=ch.units, label=ch.label, axes=ch.axes)
                 self.streams.append(_Stream(ch, ChunkEncoder(self.config.compression, ch.dtype.itemsize)))
                 saver._publish(ChannelCreated(
@@ -328,14 +327,12 @@ class Writer:
                 ends[job.stream] = end
         for stream, end in ends.items():
             paths = stream.channel.paths
-            assert paths is not None
             backend.resize(paths.data, end)
             backend.resize(paths.time, end)
             stream.extent = end
         for job, payload, buf in done:
             stream = job.stream
             ch = stream.channel
-            assert ch.paths is not None
             start = job.index * stream.k
             offset = (start,) + (0,) * len(ch.stored_shape)
             backend.write_chunk(ch.paths.data, offset, payload)
@@ -399,8 +396,6 @@ class Writer:
     def _write_final_attrs(self, stream: _Stream) -> None:
         assert self.backend is not None
         ch = stream.channel
-        if ch.paths is None:
-            return
         attrs = Layout.final_attrs(ch.shape, ch._written, ch._dropped, ch._rejected)
         self.backend.set_attrs(ch.paths.data, attrs)
         self.backend.set_attrs(ch.paths.time, Layout.time_attrs(ch._written))
@@ -417,8 +412,7 @@ class Writer:
         if self.swmr_started:
             backend.close()
             backend = self.backend = self.config.open_backend(mode="r+")
-        empty = [s.channel.paths.group for s in self.streams
-                 if s.channel.paths is not None and s.channel._written == 0]
+        empty = [s.channel.paths.group for s in self.streams if s.channel._written == 0]
         for stream in self.streams:
             if stream.channel._written:
                 self._write_final_attrs(stream)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import h5py
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_killed_writer_leaves_every_durable_frame(tmp_path: Path, mode: str, com
     with h5py.File(path, "r", swmr=(mode == "swmr")) as f:
         for name, group in channel_paths_swmr(path, mode == "swmr").items():
             data = f[group]["EnlData00"]
-            times = f[group][[k for k in f[group] if f[group][k].attrs.get("label") == "time"][0]]
+            times = f[group][next(k for k in f[group] if f[group][k].attrs.get("label") == "time")]
             n = durable[name]
             assert data.shape[0] >= n and times.shape[0] >= n
             frames = data[:n].reshape(n, -1)
@@ -82,7 +83,8 @@ async def test_reader_follows_the_file_live(h5path: Path) -> None:
         for step in range(3):
             await ch.push_many(np.full((10, 16), float(step)))
             await saver.flush()
-            out = subprocess.run([sys.executable, "-c", reader, str(h5path)], capture_output=True, text=True,
-                                 timeout=60, check=True).stdout.split()
+            with anyio.fail_after(60):
+                result = await anyio.run_process([sys.executable, "-c", reader, str(h5path)], check=True)
+            out = result.stdout.decode().split()
             seen.append((int(out[0]), float(out[1])))
     assert seen == [(10, 0.0), (20, 1.0), (30, 2.0)]

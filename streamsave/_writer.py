@@ -198,13 +198,16 @@ class Writer:
 
     def _shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.backend is not None:
+        failed = self.saver._failure is not None
+        if self.backend is not None:  # only still open after a failure
             try:
-                self.backend.close()
+                self.backend.abandon()
             except BaseException as exc:  # already failed: do not mask the first error
-                log.debug("closing after failure raised %r", exc)
+                log.debug("abandoning the file after a failure raised %r", exc)
         for ch in self.saver._channels:
             ch._take(1 << 62)  # whatever is still queued now can no longer be written
+            if failed:  # the file holds what the last flush wrote, nothing after it
+                ch._written = ch._durable
             ch._dropped_by_writer = ch._taken - ch._written
             ch._done_at = time.monotonic()
         self.saver._writer_done(self.flushes)
@@ -228,10 +231,12 @@ class Writer:
             now = time.monotonic()
             if closing or saver._flush_requests or now >= next_flush:
                 requests, saver._flush_requests = saver._flush_requests, []
-                self._flush()
+                try:
+                    self._flush()
+                finally:  # waiters learn the outcome (success, or the failure) either way
+                    for event in requests:
+                        saver._waker.call(event.set)
                 next_flush = time.monotonic() + cfg.flush_interval
-                for event in requests:
-                    saver._waker.call(event.set)
                 if closing and all(not s.channel._entries for s in self.streams) and saver._pending_layout_empty():
                     self._progress()
                     return

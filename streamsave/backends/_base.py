@@ -104,6 +104,16 @@ class Backend(ABC):
     def flush(self) -> None:
         """Push everything written so far to the operating system."""
 
+    def abandon(self) -> None:
+        """Stop every further write to the file after a failure and release it.
+
+        The file must stay exactly as the last successful :meth:`flush` left it: a
+        library closing a file after a failed write may write metadata describing
+        data that never reached the disk. The default closes normally; backends that
+        can do better override it.
+        """
+        self.close()
+
     @abstractmethod
     def close(self, *, fsync: bool = False) -> None:
         """Close the file; with ``fsync``, also wait until its bytes are on the device.

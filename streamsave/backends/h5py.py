@@ -11,6 +11,7 @@ until ``h5clear`` is run).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -104,6 +105,32 @@ class H5pyBackend(Backend):
 
     def flush(self) -> None:
         self.file.flush()
+
+    def abandon(self) -> None:
+        """Fence the file, then close it.
+
+        HDF5 flushes its metadata when a file is closed (and at interpreter exit if
+        it is not). After a failed write that would record space and extents whose
+        data never reached the disk, leaving a file that readers refuse ("truncated
+        file"), and h5py has been seen to crash at exit in that state. So the file
+        descriptor is first pointed at ``/dev/null``: HDF5's last writes go nowhere,
+        the file keeps what the last flush wrote, and the close releases everything.
+        """
+        file, self._file = self._file, None
+        self._datasets.clear()
+        if file is None:
+            return
+        try:
+            fd = file.id.get_vfd_handle()
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+        except (OSError, ValueError, TypeError):
+            pass  # not a plain file descriptor (another driver): close as usual
+        with contextlib.suppress(Exception):
+            file.close()
 
     def close(self, *, fsync: bool = False) -> None:
         file, self._file = self._file, None

@@ -1,0 +1,73 @@
+"""Real storage faults: the writer fails, producers get the typed error instead of a
+hang, subscribers get WriterFailed, the process exits cleanly, and the file keeps
+every frame of the last flush, bit-exact, and nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+WRITER = Path(__file__).with_name("_fault_writer.py")
+ROOT = Path(__file__).parent.parent
+
+
+def _run(path: Path, mode: str, *extra: str) -> dict[str, object]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(WRITER), str(path), mode, *extra], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr  # no hang, no crash at exit
+    report: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
+    return report
+
+
+def _check(path: Path, mode: str, report: dict[str, object]) -> None:
+    assert report["push_error"] == "StorageError"
+    assert "could not write the file" in str(report["close_error"])
+    events = report["events"]
+    assert isinstance(events, list) and events[-2:] == ["WriterFailed", "FileClosed"]
+    stats = report["stats"]
+    assert isinstance(stats, dict)
+    durable = stats["frames_durable"]
+    assert durable > 0
+    assert stats["frames_written"] == durable  # nothing after the last flush counts as written
+    assert stats["frames_pushed"] == stats["frames_written"] + stats["frames_dropped"]
+    with h5py.File(path, "r", swmr=(mode == "swmr")) as f:
+        data = f["RawData/Detector000/Data2D/CH00/EnlData00"]
+        assert data.shape[0] == durable
+        np.testing.assert_array_equal(data[:, 0, 0], np.arange(durable))
+        np.testing.assert_array_equal(data[:, -1, -1], np.arange(durable))
+
+
+@pytest.mark.parametrize("mode", ["swmr", "plain"])
+def test_file_size_limit(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "limited.h5"
+    report = _run(path, mode, "fsize", "3000000")
+    _check(path, mode, report)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("mode", ["swmr", "plain"])
+def test_disk_full(small_disk: Path, mode: str) -> None:
+    path = small_disk / "full.h5"
+    report = _run(path, mode)
+    _check(path, mode, report)

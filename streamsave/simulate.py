@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
@@ -142,6 +143,12 @@ class Pacer:
         #: frames handed out so far
         self.scheduled = 0
 
+    def deadline(self) -> anyio.CancelScope:
+        """A cancel scope that ends at the end of ``duration``, even if the driver is
+        then waiting in ``push()`` for room in a full queue (the frame being pushed
+        is then not queued, as :meth:`~streamsave.Channel.push` documents)."""
+        return anyio.CancelScope(deadline=anyio.current_time() + (self.end - time.monotonic()))
+
     def timestamps(self, first: int, n: int) -> npt.NDArray[np.float64]:
         """Nominal acquisition times (Unix seconds) of frames ``first .. first + n - 1``."""
         return self.epoch + np.arange(first, first + n, dtype=np.float64) / self.rate
@@ -204,29 +211,35 @@ def spectrum_model(wl: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 async def run_camera(
     channel: Channel, *, rate: float = CAMERA_RATE, duration: float | None = None, frames: int | None = None,
+    pool: Sequence[npt.NDArray[np.uint16]] | None = None,
 ) -> int:
     """Push camera images into ``channel`` at ``rate`` frames/s.
 
     Stops after ``duration`` seconds or ``frames`` frames, whichever comes first
-    (runs until cancelled if neither is given). Each frame is pushed with
+    (runs until cancelled if neither is given); the duration is a hard deadline,
+    which also interrupts a ``push`` waiting for room. Each frame is pushed with
     ``await channel.push()``, so a full queue slows the camera down (backpressure);
     the shortfall shows as fewer frames than ``rate * duration``.
 
     :param channel: a 2-D ``uint16`` channel (from :func:`add_simulated_instruments`).
+    :param pool: images to cycle through, never modified (default:
+        :func:`camera_frames` of the channel's shape, generated in a worker thread
+        before the clock starts, which takes a few tenths of a second).
     :returns: the number of frames pushed.
-    :raises ValueError: invalid rate or limits.
+    :raises ValueError: invalid rate or limits, or a channel that is not 2-D.
     :raises ~streamsave.StreamSaveError: what ``push`` raises (e.g. the saver closed).
     """
     if len(channel.shape) != 2:
         raise ValueError(f"run_camera needs a channel of 2-D frames, got shape {channel.shape}")
-    pool = camera_frames((channel.shape[0], channel.shape[1]))
+    if pool is None:
+        pool = await anyio.to_thread.run_sync(camera_frames, (channel.shape[0], channel.shape[1]))
     pacer = Pacer(rate, duration=duration, frames=frames)
     pushed = 0
-    while n := await pacer.next_burst():
-        times = pacer.timestamps(pushed, n)
-        for i in range(n):
-            await channel.push(pool[(pushed + i) % len(pool)], timestamp=float(times[i]))
-        pushed += n
+    with pacer.deadline():
+        while n := await pacer.next_burst():
+            for t in pacer.timestamps(pushed, n):
+                await channel.push(pool[pushed % len(pool)], timestamp=float(t))
+                pushed += 1
     return pushed
 
 
@@ -238,7 +251,8 @@ async def run_spectrometer(
     with line intensities fluctuating by 2 % and Gaussian read noise of 10 counts.
 
     Due spectra are pushed together with ``push_many`` (one call per burst).
-    Limits and errors as in :func:`run_camera`.
+    Limits and errors as in :func:`run_camera`; a block cut short by the deadline
+    while waiting for room may be partly queued, and is not counted.
 
     :param channel: a 1-D ``float64`` channel.
     :returns: the number of spectra pushed.
@@ -247,11 +261,12 @@ async def run_spectrometer(
     model = spectrum_model(wavelengths(channel.shape[0]))
     pacer = Pacer(rate, duration=duration, frames=frames)
     pushed = 0
-    while n := await pacer.next_burst():
-        gain = 1.0 + 0.02 * rng.standard_normal((n, 1))
-        block = model * gain + 10.0 * rng.standard_normal((n, model.size))
-        await channel.push_many(block, timestamps=pacer.timestamps(pushed, n))
-        pushed += n
+    with pacer.deadline():
+        while n := await pacer.next_burst():
+            gain = 1.0 + 0.02 * rng.standard_normal((n, 1))
+            block = model * gain + 10.0 * rng.standard_normal((n, model.size))
+            await channel.push_many(block, timestamps=pacer.timestamps(pushed, n))
+            pushed += n
     return pushed
 
 
@@ -272,11 +287,10 @@ async def run_thermometer(
     pacer = Pacer(rate, duration=duration, frames=frames)
     drift = 0.0
     pushed = 0
-    while n := await pacer.next_burst():
-        times = pacer.timestamps(pushed, n)
-        for i in range(n):
-            drift += 0.001 * float(rng.standard_normal())
-            value = 293.15 + drift + 0.005 * float(rng.standard_normal())
-            await channel.push(value, timestamp=float(times[i]))
-        pushed += n
+    with pacer.deadline():
+        while n := await pacer.next_burst():
+            for t in pacer.timestamps(pushed, n):
+                drift += 0.001 * float(rng.standard_normal())
+                await channel.push(293.15 + drift + 0.005 * float(rng.standard_normal()), timestamp=float(t))
+                pushed += 1
     return pushed

@@ -103,6 +103,7 @@ class Channel:
         self._dropped_by_writer = 0
         self._bytes_stored = 0
         self._last_time: float | None = None
+        self._last_write: float | None = None
         self._durable_timestamp: float | None = None
         self._durable_at: float | None = None
         self._done_at: float | None = None
@@ -441,7 +442,8 @@ class Channel:
         and still valid after the saver has closed (then it holds the final figures)."""
         written = self._written
         first = self._first_push
-        end = self._done_at if self._done_at is not None else time.monotonic()
+        # rates cover the acquisition (first push to last write), not the close
+        end = self._last_write if self._done_at is not None and self._last_write else time.monotonic()
         elapsed = end - first if first is not None else 0.0
         bytes_written = written * self.frame_nbytes
         stored = self._bytes_stored

@@ -510,7 +510,8 @@ async def open_saver(path: str | os.PathLike[str], **options: Any) -> AsyncItera
         try:
             await saver.aclose(abort=True)
         except StreamSaveError as exc:
-            log.warning("closing %s after an error also failed: %r", path, exc)
+            if exc is not saver._failure:  # the writer's own failure is logged once, where it happened
+                log.warning("closing %s after an error also failed: %r", path, exc)
         raise
     await saver.aclose()
 

@@ -225,9 +225,12 @@ class Writer:
             closing = saver._closing
             if closing and saver._abort_deadline is not None and time.monotonic() > saver._abort_deadline:
                 self._discard_queued()
+            backlog = False
             for stream in self.streams:
-                self._collect(stream)
+                backlog |= self._collect(stream)
             self._write_ready(wait=False)
+            if backlog:  # more is queued than one pipeline's worth: come straight back for it
+                wake.set()
             now = time.monotonic()
             if closing or saver._flush_requests or now >= next_flush:
                 requests, saver._flush_requests = saver._flush_requests, []
@@ -268,9 +271,13 @@ class Writer:
             self.swmr_started = True
 
     # ------------------------------------------------------------------ chunks
-    def _collect(self, stream: _Stream) -> None:
-        entries: list[Entry] = stream.channel._take(stream.channel.queue_size)
+    def _collect(self, stream: _Stream) -> bool:
+        """Move queued frames into chunks, at most a pipeline's worth (``max_inflight``
+        chunks), so frames wait in the bounded queue rather than in the writer and
+        producers see steady backpressure. Returns whether frames are left queued."""
         k = stream.k
+        limit = max(1, k * self.config.max_inflight - stream.m)
+        entries: list[Entry] = stream.channel._take(limit)
         for data, ts, n in entries:
             start = 0
             while start < n:
@@ -289,6 +296,7 @@ class Writer:
                 stream.dirty = True
                 if stream.m == k:
                     self._seal(stream, final=True)
+        return bool(stream.channel._entries)
 
     def _seal(self, stream: _Stream, *, final: bool) -> None:
         """Submit the chunk being filled for encoding; ``final`` when it is full."""
@@ -351,6 +359,7 @@ class Writer:
             if start + job.frames > ch._written:
                 ch._written = start + job.frames
                 ch._last_time = float(job.times[-1])
+                ch._last_write = time.monotonic()
 
     def _flush(self) -> None:
         backend = self.backend

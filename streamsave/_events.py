@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -155,6 +154,7 @@ class Subscription:
         self._size = buffer
         self._ready = anyio.Event()
         self._done = False
+        self._finished = False
         #: progress events dropped because the buffer was full
         self.lost = 0
 
@@ -166,20 +166,20 @@ class Subscription:
         self._buffer.append(event)
         self._ready.set()
 
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._iterate()
+    def __aiter__(self) -> Subscription:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Event]:
-        while True:
-            while not self._buffer:
-                if self._done:
-                    return
-                self._ready = anyio.Event()
-                await self._ready.wait()
-            event = self._buffer.popleft()
-            yield event
-            if isinstance(event, FileClosed):
-                return
+    async def __anext__(self) -> Event:
+        """The next event; waits for one. Cancelling the wait loses nothing."""
+        while not self._buffer:
+            if self._done or self._finished:
+                raise StopAsyncIteration
+            self._ready = anyio.Event()
+            await self._ready.wait()
+        event = self._buffer.popleft()
+        if isinstance(event, FileClosed):
+            self._finished = True
+        return event
 
     def _close(self) -> None:
         self._done = True

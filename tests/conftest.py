@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,16 @@ def gated() -> Iterator[type[GatedBackend]]:
     yield GatedBackend
     if hasattr(GatedBackend, "last"):
         GatedBackend.last.gate.set()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a saver's writer or encoder threads running."""
+    yield
+    deadline = time.monotonic() + 10
+    while True:
+        alive = [t.name for t in threading.enumerate() if t.name.startswith("streamsave-")]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert not alive, f"threads left running: {alive}"

@@ -35,6 +35,16 @@ __all__ = ("Channel",)
 Entry = tuple[Any, Any, int]
 
 
+_FULL = object()  # _offer's answer to a foreign thread: wait on the condition
+
+
+async def _wait_for_room(wait: object) -> None:
+    if isinstance(wait, anyio.Event):
+        await wait.wait()
+    else:
+        await anyio.lowlevel.checkpoint()
+
+
 class Channel:
     """A stream of frames of one fixed shape and dtype, stored as one dataset.
 
@@ -232,8 +242,8 @@ class Channel:
         """
         data = self._check_frame(frame)
         ts = self._check_timestamp(timestamp)
-        while not self._offer(data, ts, 1, self.overflow):
-            await self._wait_for_room()
+        while (wait := self._offer(data, ts, 1, self.overflow)) is not None:
+            await _wait_for_room(wait)
 
     def push_nowait(self, frame: Any, *, timestamp: float | None = None) -> None:
         """Queue one frame without ever waiting.
@@ -272,10 +282,11 @@ class Channel:
                 piece = min(n - start, max(room, 1)) if self.overflow is Overflow.BLOCK else n
             else:
                 piece = min(n - start, self.queue_size)
-            if self._offer(block[start:start + piece], ts[start:start + piece], piece, self.overflow):
+            wait = self._offer(block[start:start + piece], ts[start:start + piece], piece, self.overflow)
+            if wait is None:
                 start += piece
             else:
-                await self._wait_for_room()
+                await _wait_for_room(wait)
 
     def push_from_thread(self, frame: Any, *, timestamp: float | None = None, timeout: float | None = None) -> None:
         """Queue one frame from any thread that is not the event loop's (e.g. a camera
@@ -306,7 +317,7 @@ class Channel:
             raise RuntimeError(f"channel {self.full_name!r}: push_from_thread() would block the event loop; "
                                "use 'await channel.push()' on the loop's thread")
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._offer(data, ts, n, self.overflow):
+        while self._offer(data, ts, n, self.overflow) is not None:
             with self._space_cond:
                 self._thread_waiters += 1
                 try:
@@ -322,19 +333,28 @@ class Channel:
     def _room(self) -> int:
         return self.queue_size - (self._entered - self._evicted - self._taken)
 
-    def _offer(self, data: Any, ts: Any, n: int, policy: Overflow) -> bool:
-        """Try to queue an entry; False means 'wait for room and call again'."""
+    def _offer(self, data: Any, ts: Any, n: int, policy: Overflow) -> object | None:
+        """Try to queue an entry. ``None`` means done (queued, or dropped by policy);
+        anything else means 'wait for room, then call again': on the loop thread it is
+        the :class:`anyio.Event` the writer will set when it takes frames."""
         saver = self._saver
         if saver._refuse_pushes:
             saver._raise_refusal()
         with self._lock:
             fill = self._entered - self._evicted - self._taken
-            if fill + n > self.queue_size:
-                if policy is Overflow.BLOCK:
-                    if self._space is None and threading.get_ident() == saver._loop_thread:
+            if fill + n > self.queue_size and policy is Overflow.BLOCK:
+                wait: object = _FULL
+                if threading.get_ident() == saver._loop_thread:
+                    if self._space is None:
                         self._space = anyio.Event()
+                    wait = self._space
+                # Look again now the waiter is registered: the writer may have taken
+                # frames (and found no waiter to wake) since ``fill`` was computed.
+                fill = self._entered - self._evicted - self._taken
+                if fill + n > self.queue_size:
                     self._report_locked(fill)
-                    return False
+                    return wait
+            if fill + n > self.queue_size:
                 if policy is Overflow.ERROR:
                     self._rejected += n
                     raise QueueFull(f"channel {self.full_name!r}: queue full ({fill} of {self.queue_size} "
@@ -343,7 +363,7 @@ class Channel:
                     self._pushed += n
                     self._dropped += n
                     self._report_locked(fill)
-                    return True
+                    return None
                 while self._entries and fill + n > self.queue_size:  # DROP_OLDEST
                     _, _, old = self._entries.popleft()
                     self._evicted += old
@@ -364,7 +384,7 @@ class Channel:
                 saver._on_first_push()
         if fill >= self._wake_at:
             saver._wake_writer()
-        return True
+        return None
 
     def _report_locked(self, fill: int) -> None:
         """Publish backpressure (on the rising edge) and drops (at most every
@@ -396,13 +416,6 @@ class Channel:
                 self._pressed = False
                 self._saver._publish(Backpressure(channel=self.full_name, active=False, queue_fill=fill,
                                                   queue_capacity=self.queue_size))
-
-    async def _wait_for_room(self) -> None:
-        event = self._space
-        if event is not None:
-            await event.wait()
-        else:
-            await anyio.lowlevel.checkpoint()
 
     # ------------------------------------------------------------------ writer side
     def _take(self, limit: int) -> list[Entry]:

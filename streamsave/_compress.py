@@ -16,6 +16,7 @@ threads on every call.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Final
 
 import blosc2
@@ -27,6 +28,13 @@ from ._spec import Compression
 __all__ = ("BLOSC2_FILTER_ID", "ChunkEncoder", "choose_chunk_frames", "filter_for")
 
 BLOSC2_FILTER_ID: Final = 32026
+
+# c-blosc2 compresses a super-chunk frame's index with a context of its own that
+# starts and joins 4 threads on every call unless BLOSC_NTHREADS says otherwise:
+# measured here, that doubles the CPU cost of every chunk. streamsave parallelises
+# across chunks itself, so it asks for one thread unless the user chose a value
+# (the variable is read each time blosc2 creates a context).
+os.environ.setdefault("BLOSC_NTHREADS", "1")
 
 # python-blosc2 holds the GIL while compressing unless told otherwise; with it
 # held, compression in a worker thread stalls the event loop for milliseconds.
@@ -96,7 +104,8 @@ class ChunkEncoder:
         data = np.ascontiguousarray(chunk).data.cast("B")
         if self._cparams is None:
             return data
-        schunk = blosc2.SChunk(chunksize=max(1, data.nbytes), data=data, cparams=self._cparams)
+        schunk = blosc2.SChunk(chunksize=max(1, data.nbytes), data=data, contiguous=True, cparams=self._cparams,
+                               dparams={"nthreads": 1})
         frame: bytes = schunk.to_cframe()
         return frame
 

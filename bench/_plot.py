@@ -36,11 +36,14 @@ def plot(result: Path, out: Path) -> None:
         style = "o-" if not label.endswith("(baseline)") else "s--"
         ax.plot(xs, ys, style, label=label)
         for x, y in zip(xs, ys, strict=True):
-            ax.annotate(f"{y:,.0f}", (x, y), textcoords="offset points", xytext=(4, 4),
+            ax.annotate(f"{y:,.0f}" if y >= 1000 else f"{y:.3g}", (x, y), textcoords="offset points", xytext=(4, 4),
                         fontsize=7)
     for (label, y), ls in zip(sorted(hlines.items()), (":", "-.", "--"), strict=False):
         ax.axhline(y, linestyle=ls, color="grey", label=f"{label}: {y:,.0f} MB/s")
     ax.set_xscale("log", base=2)
+    sizes = sorted({x for pts in points.values() for x, _ in pts})
+    if sizes:
+        ax.set_xticks(sizes, [_size_label(x) for x in sizes])
     ax.set_yscale("log")
     ax.set_xlabel("frame size (bytes)")
     ax.set_ylabel("throughput (MB/s of raw frame data, 1 MB = 10^6 B)")
@@ -53,3 +56,10 @@ def plot(result: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def _size_label(nbytes: float) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:g} {unit}"
+    return f"{nbytes:g} B"

@@ -8,7 +8,12 @@ The line starts with ``MARKER``; anything else on stdout is not the result.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import faulthandler
 import json
+import os
+import signal
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -51,13 +56,33 @@ def run_named(name: str, ctx: Ctx) -> Entry:
     return entry
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies, so a hung benchmark cannot outlive a
+    killed run (e.g. a CI test timeout)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent is already gone
+        raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench._run_one")
     p.add_argument("name", choices=sorted(registry()))
     p.add_argument("--workdir", type=Path, required=True)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--soak-seconds", type=float, default=0.0)
+    p.add_argument("--timeout", type=float, default=0.0,
+                   help="the parent kills this process after this long: dump every "
+                        "thread's stack to stderr shortly before, to show where it hung")
     args = p.parse_args(argv)
+    _die_with_parent()
+    if args.timeout > 0:
+        faulthandler.dump_traceback_later(max(1.0, args.timeout - 2.0), exit=False)
     ctx = Ctx(quick=args.quick, workdir=args.workdir, soak_seconds=args.soak_seconds)
     entry = run_named(args.name, ctx)
     print(MARKER + json.dumps(entry.to_json()), flush=True)

@@ -13,12 +13,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ._common import Ctx, Entry
 from ._machine import REPO, filesystem_of, git_commit, machine_info
 from ._report import compute_targets, summary, write
 from ._run_one import MARKER, registry
+
+QUICK_TIMEOUT: Final = 30.0  # s, per benchmark in a quick run (each normally takes 1-3 s)
+QUICK_BUDGET: Final = 80.0  # s, for a whole quick run
+FULL_TIMEOUT: Final = 900.0  # s, per benchmark in a full run
 
 
 def log(msg: str) -> None:
@@ -26,19 +30,28 @@ def log(msg: str) -> None:
 
 
 def select(only: list[str] | None, soak: float) -> list[str]:
+    """The benchmarks to run, in registry order. ``only`` holds exact names, globs
+    (``ss_2d_*``) or prefixes (``pymodaq``)."""
     names = [n for n in registry() if n != "soak_2d_lz4"]
     if only:
-        unknown = [p for p in only if not any(_match(n, p) for n in registry())]
-        if unknown:
-            raise SystemExit(f"--only {unknown} matches nothing; names: {', '.join(registry())}")
-        names = [n for n in names if any(_match(n, p) for p in only)]
+        chosen: set[str] = set()
+        for pattern in only:
+            hits = _matches(names, pattern)
+            if not hits:
+                raise SystemExit(f"--only {pattern!r} matches nothing; names: {', '.join(names)}")
+            chosen |= hits
+        names = [n for n in names if n in chosen]
     if soak > 0:
         names.append("soak_2d_lz4")
     return names
 
 
-def _match(name: str, pattern: str) -> bool:
-    return name == pattern or name.startswith(pattern) or fnmatch.fnmatchcase(name, pattern)
+def _matches(names: list[str], pattern: str) -> set[str]:
+    if pattern in names:
+        return {pattern}
+    if any(c in pattern for c in "*?["):
+        return set(fnmatch.filter(names, pattern))
+    return {n for n in names if n.startswith(pattern)}
 
 
 def make_workdir(base: Path | None) -> Path:
@@ -58,14 +71,16 @@ def make_workdir(base: Path | None) -> Path:
 
 def run_child(name: str, group: str, ctx: Ctx, timeout: float) -> Entry:
     cmd = [sys.executable, "-m", "bench._run_one", name, "--workdir", str(ctx.workdir),
-           "--soak-seconds", str(ctx.soak_seconds), *(["--quick"] if ctx.quick else [])]
+           "--soak-seconds", str(ctx.soak_seconds), "--timeout", f"{timeout:.1f}",
+           *(["--quick"] if ctx.quick else [])]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     try:
         proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return Entry(name, group, skipped=f"timed out after {timeout:.0f} s")
+        return Entry(name, group, skipped=f"timed out after {timeout:.0f} s (hung? the "
+                                          "thread stacks were dumped to stderr)")
     result = None
     for line in proc.stdout.splitlines():
         if line.startswith(MARKER):
@@ -111,7 +126,8 @@ def run(quick: bool, repeats: int, only: list[str] | None, soak: float, out: Pat
     reg = registry()
     workdir = make_workdir(base_dir)
     ctx = Ctx(quick=quick, workdir=workdir, soak_seconds=soak)
-    timeout = 300.0 if quick else 3600.0
+    # per-benchmark limit; a quick run also has an overall budget (CI smoke-tests it)
+    timeout = QUICK_TIMEOUT if quick else FULL_TIMEOUT
     runs: dict[str, list[Entry]] = {n: [] for n in names}
     t_start = time.perf_counter()
     log(f"bench: {'quick' if quick else 'full'} run, {repeats} round(s), files in {workdir}")
@@ -123,7 +139,13 @@ def run(quick: bool, repeats: int, only: list[str] | None, soak: float, out: Pat
                     continue
                 t0 = time.perf_counter()
                 limit = timeout + soak if name == "soak_2d_lz4" else timeout
-                entry = run_child(name, reg[name][0], ctx, limit)
+                if quick and name != "soak_2d_lz4":
+                    limit = min(limit, QUICK_BUDGET - (t0 - t_start))
+                if limit < 1.0:
+                    entry = Entry(name, reg[name][0], skipped="not run: the quick run's "
+                                  f"{QUICK_BUDGET:.0f} s budget is spent")
+                else:
+                    entry = run_child(name, reg[name][0], ctx, limit)
                 runs[name].append(entry)
                 log(f"[{r + 1}/{repeats} {i + 1:2d}/{len(names)}] {name:22s} "
                     f"{_line(entry, time.perf_counter() - t0)}")
@@ -141,7 +163,8 @@ def run(quick: bool, repeats: int, only: list[str] | None, soak: float, out: Pat
     }
     if out is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        out = REPO / "bench" / "results" / f"{stamp}-{git_commit() or 'nocommit'}.json"
+        commit = machine.get("git_commit_short") or git_commit() or "nocommit"
+        out = REPO / "bench" / "results" / f"{stamp}-{commit}.json"
     write(doc, out)
     summary(doc)
     print(f"\nwrote {out}")

@@ -113,15 +113,15 @@ def first_leaf(exc: BaseException) -> BaseException:
 
 
 # --- HOOK: event subscribers ------------------------------------------------------------
-# saver.subscribe() is not in streamsave yet. When it lands, adjust _consume() to its
-# real shape; until then any scenario with subscribers > 0 is skipped.
+# ``async with saver.subscribe() as sub: async for event in sub`` (the iteration ends
+# after FileClosed). A streamsave without subscribe() skips scenarios with subscribers.
 async def _attach_subscribers(saver: Any, n: int, tg: anyio.abc.TaskGroup,
                               counts: list[int]) -> None:
     if n == 0:
         return
     subscribe = getattr(saver, "subscribe", None)
     if subscribe is None:
-        raise Skip("saver has no subscribe() yet (event subscribers come later)")
+        raise Skip("saver has no subscribe() (event subscribers)")
     for i in range(n):
         counts.append(0)
         tg.start_soon(_consume, subscribe(), counts, i)
@@ -139,18 +139,18 @@ async def _consume(subscription: Any, counts: list[int], i: int) -> None:
 
 
 async def _push_frames(ch: Any, pool: Array, n: int, yield_every: int, lat: Latency) -> None:
-    push, record, clock = ch.push, lat.ns.append, time.perf_counter_ns
+    push, out, clock = ch.push, lat.ns, time.perf_counter_ns
     size = pool.shape[0]
     for i in range(n):
         t = clock()
         await push(pool[i % size])
-        record(clock() - t)
+        out[i] = clock() - t
         if yield_every and (i + 1) % yield_every == 0:
             await anyio.lowlevel.checkpoint()
 
 
 async def _push_blocks(ch: Any, blocks: list[Array], n: int, lat: Latency) -> None:
-    push_many, record, clock = ch.push_many, lat.ns.append, time.perf_counter_ns
+    push_many, out, clock = ch.push_many, lat.ns, time.perf_counter_ns
     done, k, size = 0, 0, blocks[0].shape[0]
     while done < n:
         block = blocks[k % len(blocks)]
@@ -158,7 +158,7 @@ async def _push_blocks(ch: Any, blocks: list[Array], n: int, lat: Latency) -> No
             block = block[: n - done]
         t = clock()
         await push_many(block)
-        record(clock() - t)
+        out[k] = clock() - t
         done += block.shape[0]
         k += 1
 
@@ -173,9 +173,8 @@ class _Outcome:
 
 
 async def _main(ss: ModuleType, sc: Scenario, ctx: Ctx, pools: dict[str, Array],
-                path: Path) -> _Outcome:
+                path: Path, lats: list[Latency]) -> _Outcome:
     hb = Heartbeat()
-    lats = [Latency() for _ in sc.channels]
     events: list[int] = []
     blocks = {c.kind: make_blocks(pools[c.kind], c.block, 4) for c in sc.channels if c.block}
     async with anyio.create_task_group() as tg:
@@ -218,10 +217,11 @@ def run_scenario(name: str, ctx: Ctx) -> Entry:
     ss = import_streamsave()
     pools = {c.kind: load_pool(c.kind, ctx.workdir) for c in sc.channels}
     path = ctx.workdir / f"{name}.h5"
+    lats = [Latency(-(-ctx.count(c.full, c.quick) // max(1, c.block))) for c in sc.channels]
     rss0 = rss_mib()
     try:
         try:
-            out = anyio.run(_main, ss, sc, ctx, pools, path)
+            out = anyio.run(_main, ss, sc, ctx, pools, path, lats)
         except BaseException as exc:  # unwrap task-group errors
             leaf = first_leaf(exc)
             if isinstance(leaf, Skip):
@@ -244,7 +244,7 @@ def _fill(entry: Entry, sc: Scenario, ctx: Ctx, out: _Outcome, file_bytes: int,
     stored = sum(int(getattr(s, "bytes_stored", 0)) for s in out.stats)
     entry.ratio = written / stored if stored else (raw / file_bytes if file_bytes else None)
     entry.loop_lag_ms = out.heartbeat.summary()
-    entry.push_latency_us = Latency.merge(out.lat).summary()
+    entry.push_latency_us = Latency.merged_summary(out.lat)
     peak = peak_rss_mib()
     entry.peak_rss_mib = peak
     entry.extra = {

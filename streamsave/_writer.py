@@ -134,6 +134,12 @@ def _assemble(stream: _Stream, pieces: list[Piece], frames: int, timer: Timer,
 
 
 def _assemble_chunk(stream: _Stream, pieces: list[Piece], frames: int) -> Encoded:
+    if frames == stream.k and len(pieces) == 1:
+        whole = pieces[0][0]
+        if isinstance(whole, np.ndarray) and whole.flags.c_contiguous and whole.dtype == stream.channel.dtype:
+            # One frame (or one pushed block) is the whole chunk: encode it in place, no copy.
+            # The frame stays referenced by the job until the chunk is written.
+            return stream.encoder.encode(whole), None
     buf = stream.buffer()
     flat = buf.reshape((stream.k, *stream.channel.shape))
     pos = 0

@@ -69,7 +69,7 @@ def choose_chunk_frames(frame_nbytes: int, target_bytes: int, max_frames: int) -
     """How many whole frames go in one chunk: as many as fit in ``target_bytes``
     (at least one, at most ``max_frames``).
 
-    Measured with 512×512 uint16 frames: 4 frames per 2 MiB chunk wrote 10-30 %
+    Measured with 512x512 uint16 frames: 4 frames per 2 MiB chunk wrote 10-30 %
     faster than one frame per chunk, although one frame per chunk is encoded from
     the producer's array without a copy: fewer, larger calls win.
     """

@@ -85,6 +85,9 @@ class Channel:
         self.overflow = overflow
         self.copy = copy
         self.frame_nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        # scalar channels accept their own numpy scalar type, and floats when lossless, as they are
+        self._scalar_type: type | None = dtype.type if not shape else None
+        self._takes_float = not shape and dtype.kind == "f" and dtype.itemsize >= 8
         #: where the channel's nodes are in the file
         self.paths = paths
         self._detector_obj: Detector | None = None
@@ -149,7 +152,10 @@ class Channel:
 
     # ------------------------------------------------------------------ validation
     def _check_frame(self, frame: Any) -> Any:
-        if type(frame) is np.ndarray:
+        kind = type(frame)
+        if kind is self._scalar_type or (kind is float and self._takes_float):
+            return frame  # the fast path of scalar channels: nothing to convert
+        if kind is np.ndarray:
             if frame.shape != self.shape:
                 raise FrameMismatchError(
                     f"channel {self.full_name!r}: frame has shape {frame.shape}, expected {self.shape}")
@@ -158,13 +164,17 @@ class Channel:
             elif self.copy:
                 frame = frame.copy()
             return frame
-        if not self.shape and type(frame) in (float, int):
-            return frame
         return self._check_other(frame)
 
     def _check_other(self, frame: Any) -> Any:
         if isinstance(frame, np.ndarray | np.generic):
             return self._check_frame(np.asarray(frame))
+        if not self.shape and isinstance(frame, int) and not isinstance(frame, bool) and self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            if not info.min <= frame <= info.max:
+                raise FrameMismatchError(f"channel {self.full_name!r}: value {frame!r} does not fit in {self.dtype} "
+                                         f"({info.min}..{info.max})")
+            return frame
         if not self.shape and isinstance(frame, int | float | complex) and not isinstance(frame, bool):
             return self._cast(np.asarray(frame))
         raise FrameMismatchError(

@@ -260,3 +260,22 @@ async def test_cancellation_inside_the_block_still_closes_the_file(h5path: Path)
     assert st.frames_pushed == st.frames_written + st.frames_dropped
     data, _ = read_channel(h5path, "D/c")
     np.testing.assert_array_equal(data[:, 0], np.arange(st.frames_written))
+
+
+async def test_scalar_channel_values(h5path: Path) -> None:
+    async with streamsave.open_saver(h5path) as saver:
+        det = saver.add_detector("D")
+        counts = det.add_channel("counts", dtype="uint16")
+        f32 = det.add_channel("f32", dtype="float32")
+        await counts.push(5)
+        await counts.push(np.uint16(7))
+        for bad, message in [(-1, "does not fit in uint16"), (70000, "does not fit"), (1.5, "dtype float64"),
+                             (np.float32(2.0), "dtype float32"), (True, "got bool")]:
+            with pytest.raises(streamsave.FrameMismatchError, match=message):
+                await counts.push(bad)
+        await counts.push(65535)
+        with pytest.raises(streamsave.FrameMismatchError, match="dtype float64"):
+            await f32.push(0.1)  # a Python float would lose precision
+        await f32.push(np.float32(0.5))
+    np.testing.assert_array_equal(read_channel(h5path, "D/counts")[0][:, 0], [5, 7, 65535])
+    np.testing.assert_array_equal(read_channel(h5path, "D/f32")[0][:, 0], [0.5])

@@ -40,6 +40,9 @@ from ._version import __version__
 from .backends import AttrValue, Backend, DatasetSpec
 
 __all__ = (
+    "JOURNAL_FRAMES",
+    "JOURNAL_GROUP",
+    "JOURNAL_TIMES",
     "MAX_ATTR_BYTES",
     "ChannelPaths",
     "Layout",
@@ -55,6 +58,10 @@ __all__ = (
 MAX_ATTR_BYTES: Final = 60_000
 MAX_NAME_CHARS: Final = 255
 TIME_CHUNK: Final = 8192
+JOURNAL_GROUP: Final = "/streamsave"
+JOURNAL_FRAMES: Final = "/streamsave/durable_frames"
+JOURNAL_TIMES: Final = "/streamsave/flush_times"
+JOURNAL_CHUNK: Final = 256
 
 _DIM_GROUP: Final = {0: "Data0D", 1: "Data1D", 2: "Data2D"}
 
@@ -377,6 +384,25 @@ class Layout:
     @staticmethod
     def time_attrs(frames: int) -> dict[str, AttrValue]:
         return {"size": encode(frames)}
+
+    def add_journal(self, data_paths: Sequence[str]) -> None:
+        """Create the durability journal: one row per flush, holding how many frames of
+        each channel (columns in ``data_paths`` order) the flush made durable, and when.
+
+        It lives outside ``/RawData`` (PyMoDAQ's loader and NeXus viewers ignore it)
+        and is created before SWMR starts, so it can grow while readers follow the
+        file. After a crash it tells recovery exactly which frames are whole.
+        """
+        n = len(data_paths)
+        self._backend.create_group(JOURNAL_GROUP, {
+            "CLASS": "GROUP", "TITLE": "streamsave bookkeeping", "channels": json.dumps(list(data_paths)),
+        })
+        self._backend.create_dataset(JOURNAL_FRAMES, DatasetSpec(
+            shape=(0, n), maxshape=(None, n), dtype=np.dtype(np.int64), chunks=(JOURNAL_CHUNK, max(1, n)),
+            attrs={"CLASS": "EARRAY", "TITLE": "frames durable per channel after each flush"}))
+        self._backend.create_dataset(JOURNAL_TIMES, DatasetSpec(
+            shape=(0,), maxshape=(None,), dtype=np.dtype(np.float64), chunks=(JOURNAL_CHUNK,),
+            attrs={"CLASS": "EARRAY", "TITLE": "time of each flush, s since the Unix epoch"}))
 
     def drop_empty(self, backend: Backend, groups: Iterable[str]) -> None:
         """Remove the channel groups that never stored a frame, at close.

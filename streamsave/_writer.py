@@ -27,7 +27,7 @@ from ._channel import Channel, Entry
 from ._compress import ChunkEncoder, filter_for
 from ._errors import StorageError, WriterError
 from ._events import ChannelCreated, FileOpened, Flushed, FramesWritten
-from ._layout import TIME_CHUNK, Layout
+from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, TIME_CHUNK, Layout
 from ._stats import Timer
 
 if TYPE_CHECKING:
@@ -180,6 +180,9 @@ class Writer:
         self.pool = ThreadPoolExecutor(self.config.compress_threads, thread_name_prefix="streamsave-encode")
         self.swmr_started = False
         self.flushes = 0
+        #: the channels (data paths) the journal has columns for, once it exists
+        self.journal: list[str] | None = None
+        self.journal_rows = 0
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -272,6 +275,9 @@ class Writer:
                 saver._publish(ChannelCreated(
                     channel=ch.full_name, path=str(self.config.path), dataset=ch.paths.data, time_axis=ch.paths.time,
                     frame_shape=ch.shape, dtype=ch.dtype.name, chunk_shape=(ch.chunk_frames, *ch.stored_shape)))
+        if self.journal is None and saver._frozen and not saver._pending_layout:
+            self.journal = [s.channel.paths.data for s in self.streams]
+            self.layout.add_journal(self.journal)
         if not self.swmr_started and self.config.swmr and saver._frozen:
             self.backend.start_swmr()
             self.swmr_started = True
@@ -381,6 +387,13 @@ class Writer:
         if not self.swmr_started:
             for stream in self.streams:
                 self._write_final_attrs(stream)
+        if self.journal is not None:  # one row per flush: what this flush makes durable
+            row = np.array([[s.channel._written for s in self.streams[:len(self.journal)]]], dtype=np.int64)
+            self.journal_rows += 1
+            backend.resize(JOURNAL_FRAMES, self.journal_rows)
+            backend.write_rows(JOURNAL_FRAMES, self.journal_rows - 1, row)
+            backend.resize(JOURNAL_TIMES, self.journal_rows)
+            backend.write_rows(JOURNAL_TIMES, self.journal_rows - 1, np.array([time.time()]))
         started = time.perf_counter()
         backend.flush()
         self.saver._timers["flush"].add(time.perf_counter() - started)

@@ -56,6 +56,13 @@ def test_killed_writer_leaves_every_durable_frame(tmp_path: Path, mode: str, com
             expected = np.arange(n) % 65536 if name == "Camera/image" else np.arange(n)
             np.testing.assert_array_equal(frames, np.repeat(expected[:, None], frames.shape[1], axis=1))
             np.testing.assert_array_equal(times[:n], np.arange(n, dtype=float))
+        # the journal on disk promises at least what the writer reported, and the data keeps it
+        columns = json.loads(f["streamsave"].attrs["channels"])
+        last = f["streamsave/durable_frames"][-1]
+        for name, group in channel_paths_swmr(path, mode == "swmr").items():
+            promised = int(last[columns.index(group + "/EnlData00")])
+            assert promised >= durable[name]
+            assert f[group]["EnlData00"].shape[0] >= promised
 
 
 def channel_paths_swmr(path: Path, swmr: bool) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,21 @@ async def test_lossless_dtype_conversion_and_scalars(h5path: Path) -> None:
         await scalar.push(np.array(3.0))
     data, _ = read_channel(h5path, "D/s")
     np.testing.assert_array_equal(data[:, 0], [1.0, 2.5, 3.0])
+
+
+async def test_the_journal_records_every_flush(h5path: Path) -> None:
+    async with streamsave.open_saver(h5path, flush_interval=60) as saver:
+        a = saver.add_detector("A").add_channel("a", shape=(3,))
+        b = saver.add_detector("B").add_channel("b")
+        await a.push_many(np.zeros((5, 3)))
+        first = await saver.flush()
+        await b.push_many(np.zeros(7))
+        second = await saver.flush()
+    with h5py.File(h5path, "r") as f:
+        rows = f["streamsave/durable_frames"][()]
+        times = f["streamsave/flush_times"][()]
+        columns = [c.split("/")[2] for c in json.loads(f["streamsave"].attrs["channels"])]
+    assert columns == ["Detector000", "Detector001"]
+    assert rows[0].tolist() == [first["A/a"], first["B/b"]] == [5, 0]
+    assert rows[1].tolist() == [second["A/a"], second["B/b"]] == [5, 7]
+    assert rows[-1].tolist() == [5, 7] and len(times) == len(rows) and (np.diff(times) >= 0).all()

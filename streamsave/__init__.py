@@ -12,6 +12,8 @@ Everything public is importable from here; the modules behind it are private.
 from __future__ import annotations
 
 from ._channel import Channel
+from ._config import SaverConfig
+from ._detector import Detector
 from ._errors import (
     ConfigError,
     FrameMismatchError,
@@ -35,7 +37,7 @@ from ._events import (
     Subscription,
     WriterFailed,
 )
-from ._saver import Detector, Saver, SaverConfig, open_saver
+from ._saver import Saver, open_saver
 from ._spec import Axis, Compression, Overflow
 from ._stats import ChannelStatistics, OperationTiming, Progress, SaverStatistics
 from ._version import __version__

@@ -27,7 +27,8 @@ from ._spec import Axis, Overflow
 from ._stats import ChannelStatistics
 
 if TYPE_CHECKING:
-    from ._saver import Detector, Saver
+    from ._detector import Detector
+    from ._saver import Saver
 
 __all__ = ("Channel",)
 

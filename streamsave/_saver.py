@@ -7,200 +7,26 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
-import numpy as np
-import numpy.typing as npt
 
 from ._channel import Channel
-from ._compress import choose_chunk_frames
+from ._config import SaverConfig, make_config
+from ._detector import Detector
 from ._errors import ConfigError, LayoutFrozenError, SaverClosedError, StreamSaveError
 from ._events import Event, EventHub, FileClosed, Subscription, WriterFailed
 from ._layout import Naming, check_name, settings_to_json
-from ._spec import Axis, Compression, Overflow
 from ._stats import Progress, SaverStatistics, Timer
 from ._waker import LoopWaker
 from ._writer import Writer
-from .backends import Backend
 
-__all__ = ("Detector", "Saver", "SaverConfig", "open_saver")
+__all__ = ("Saver", "open_saver")
 
 log = logging.getLogger(__name__)
-
-Mode = Literal["w-", "x", "w"]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SaverConfig:
-    """Everything :func:`open_saver` accepts, validated. See :func:`open_saver`."""
-
-    path: Path
-    mode: Mode = "w-"
-    compression: Compression | None = None
-    flush_interval: float = 1.0
-    queue_size: int | None = None
-    queue_bytes: int = 256 * 2**20
-    overflow: Overflow = Overflow.BLOCK
-    swmr: bool = True
-    chunk_bytes: int = 2 * 2**20
-    max_chunk_frames: int = 16384
-    max_frame_bytes: int = 1 << 30
-    compress_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
-    max_inflight: int = 8
-    fsync: bool = True
-    close_timeout: float = 10.0
-    title: str = "streamsave recording"
-    progress_interval: float = 0.2
-    high_water: float = 0.8
-    backend: str | Callable[..., Backend] = "h5py"
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("w-", "x", "w"):
-            raise ConfigError(f"mode={self.mode!r} is not supported; expected 'w-' (create, never overwrite; "
-                              "the default), 'x' (the same) or 'w' (create or overwrite)")
-        if isinstance(self.high_water, bool) or not isinstance(self.high_water, int | float) or \
-                not 0 < self.high_water <= 1:
-            raise ConfigError(f"high_water must be a fraction of the queue in (0, 1], got {self.high_water!r}")
-        for name in ("flush_interval", "close_timeout", "progress_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
-                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-        for name in ("queue_bytes", "chunk_bytes", "max_chunk_frames", "max_frame_bytes", "compress_threads",
-                     "max_inflight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.queue_size is not None and (
-                isinstance(self.queue_size, bool) or not isinstance(self.queue_size, int) or self.queue_size < 1):
-            raise ConfigError(f"queue_size must be a positive number of frames or None, got {self.queue_size!r}")
-        if self.backend != "h5py" and not callable(self.backend):
-            raise ConfigError(f"backend={self.backend!r} is unknown; expected 'h5py' or a callable "
-                              "(path, mode) -> Backend")
-
-    def open_backend(self, mode: str | None = None) -> Backend:
-        """Open the file: ``mode`` defaults to the saver's (``"x"`` means ``"w-"``)."""
-        mode = mode or ("w-" if self.mode == "x" else self.mode)
-        factory: Callable[..., Backend]
-        if callable(self.backend):
-            factory = self.backend
-        else:
-            from .backends.h5py import H5pyBackend as factory
-        return factory(self.path, mode, swmr=self.swmr)
-
-
-class Detector:
-    """A group of channels recorded together (a camera, a spectrometer, ...): a
-    ``DetectorNNN`` group in the file. Create with :meth:`Saver.add_detector`."""
-
-    def __init__(self, saver: Saver, name: str, settings_json: str) -> None:
-        self._saver = saver
-        self.name = name
-        self._settings_json = settings_json
-        #: the detector's group in the file
-        self.path = saver._naming.detector()
-        self.channels: dict[str, Channel] = {}
-
-    def __repr__(self) -> str:
-        return f"<Detector {self.name!r} channels={list(self.channels)}>"
-
-    def add_channel(
-        self,
-        name: str,
-        *,
-        shape: Sequence[int] = (),
-        dtype: npt.DTypeLike = np.float64,
-        units: str = "",
-        label: str = "",
-        axes: Sequence[Axis] = (),
-        chunk_frames: int | None = None,
-        queue_size: int | None = None,
-        overflow: Overflow | str | None = None,
-        copy: bool = False,
-    ) -> Channel:
-        """Declare a stream of frames of one shape and dtype.
-
-        :param name: shown as the channel's title (any text without ``/``).
-        :param shape: shape of one frame: ``()`` for a scalar, ``(2048,)`` for a
-            spectrum, ``(512, 512)`` for an image, any length for ND data.
-        :param dtype: numeric numpy dtype of the frames (bool, int, uint, float, complex).
-        :param units: units of the frame values.
-        :param label: what the values are (default: the name).
-        :param axes: one :class:`Axis` per frame dimension, in order (may be shorter).
-        :param chunk_frames: frames per HDF5 chunk (default: as many as fit in the
-            saver's ``chunk_bytes``, at most ``max_chunk_frames``).
-        :param queue_size: queue capacity in frames (default: the saver's
-            ``queue_size``, or as many frames as fit in ``queue_bytes``).
-        :param overflow: what a full queue does (default: the saver's policy).
-        :param copy: copy every pushed frame, so the producer may reuse its buffer.
-        :raises ~streamsave.ConfigError: invalid or duplicate name, shape, dtype, axes.
-        :raises ~streamsave.LayoutFrozenError: writing already started in SWMR mode.
-        :raises ~streamsave.SaverClosedError: the saver is closing or closed.
-        """
-        saver = self._saver
-        saver._check_can_add(f"channel {name!r}")
-        check_name("channel", name)
-        if name in self.channels:
-            raise ConfigError(f"detector {self.name!r} already has a channel named {name!r}")
-        shape_t = _check_shape(name, shape)
-        dt = _check_dtype(name, dtype)
-        if not isinstance(units, str) or not isinstance(label, str):
-            raise ConfigError(f"channel {name!r}: units and label must be strings, got {units!r}, {label!r}")
-        axes = tuple(axes)
-        if len(axes) > len(shape_t) or not all(isinstance(a, Axis) for a in axes):
-            raise ConfigError(f"channel {name!r}: axes must be at most {len(shape_t)} Axis objects "
-                              f"(one per frame dimension), got {axes!r}")
-        for i, axis in enumerate(axes):
-            axis.coordinates(shape_t[i])
-        cfg = saver.config
-        frame_nbytes = int(np.prod(shape_t, dtype=np.int64)) * dt.itemsize
-        if frame_nbytes > cfg.max_frame_bytes:
-            raise ConfigError(f"channel {name!r}: frames of {frame_nbytes} bytes exceed max_frame_bytes="
-                              f"{cfg.max_frame_bytes}")
-        if chunk_frames is None:
-            chunk_frames = choose_chunk_frames(frame_nbytes, cfg.chunk_bytes, cfg.max_chunk_frames)
-        elif isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
-            raise ConfigError(f"channel {name!r}: chunk_frames must be a positive integer, got {chunk_frames!r}")
-        if queue_size is None:
-            queue_size = cfg.queue_size or max(2 * chunk_frames, min(1 << 20, cfg.queue_bytes // frame_nbytes))
-        elif isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ConfigError(f"channel {name!r}: queue_size must be a positive integer, got {queue_size!r}")
-        channel = Channel(
-            saver, detector=self.name, name=name, shape=shape_t, dtype=dt, units=units, label=label or name,
-            axes=axes, chunk_frames=chunk_frames, queue_size=queue_size,
-            overflow=cfg.overflow if overflow is None else Overflow.parse(overflow), copy=bool(copy),
-            paths=saver._naming.channel(self.path, len(shape_t), len(axes)))
-        channel._detector_obj = self
-        self.channels[name] = channel
-        saver._channels.append(channel)
-        saver._pending_layout.append(("channel", channel))
-        return channel
-
-
-def _check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
-    try:
-        shape_t = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ConfigError(f"channel {name!r}: shape must be a sequence of integers, got {shape!r}") from None
-    if any(s < 1 for s in shape_t) or any(isinstance(s, bool) for s in shape):
-        raise ConfigError(f"channel {name!r}: every dimension of shape must be at least 1, got {shape!r}")
-    return shape_t
-
-
-def _check_dtype(name: str, dtype: npt.DTypeLike) -> np.dtype[Any]:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise ConfigError(f"channel {name!r}: dtype {dtype!r} is not a numpy dtype") from None
-    if dt.kind not in "biufc" or dt.fields is not None or dt.subdtype is not None:
-        raise ConfigError(f"channel {name!r}: dtype {dt} is not supported; expected a numeric dtype "
-                          "(bool, int, uint, float or complex)")
-    return dt.newbyteorder("=") if dt.byteorder not in ("=", "|") else dt
 
 
 class Saver:
@@ -247,7 +73,7 @@ class Saver:
         :raises ~streamsave.StorageError: the file cannot be created (exists, no
             permission, missing directory, ...).
         """
-        saver = cls(_make_config(path, options))
+        saver = cls(make_config(path, options))
         saver._thread.start()
         with anyio.CancelScope(shield=True):
             await saver._opened.wait()
@@ -456,20 +282,6 @@ class Saver:
                     yield update
                     if target is not None and update.current >= target:
                         return
-
-
-def _make_config(path: str | os.PathLike[str], options: dict[str, Any]) -> SaverConfig:
-    if not isinstance(path, str | os.PathLike):
-        raise ConfigError(f"path must be a string or os.PathLike, got {path!r}")
-    opts = dict(options)
-    if "compression" in opts:
-        opts["compression"] = Compression.parse(opts["compression"])
-    if "overflow" in opts:
-        opts["overflow"] = Overflow.parse(opts["overflow"])
-    try:
-        return SaverConfig(path=Path(path), **opts)
-    except TypeError as exc:
-        raise ConfigError(f"open_saver: {exc}") from None
 
 
 @asynccontextmanager

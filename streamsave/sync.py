@@ -28,8 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ._channel import Channel as _AsyncChannel
+from ._detector import Detector as _AsyncDetector
 from ._errors import StreamSaveError
-from ._saver import Detector as _AsyncDetector
 from ._saver import Saver as _AsyncSaver
 from ._spec import Axis, Overflow
 from ._stats import ChannelStatistics, SaverStatistics

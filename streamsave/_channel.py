@@ -64,6 +64,7 @@ class Channel:
         label: str,
         axes: Sequence[Axis],
         chunk_frames: int,
+        tile_rows: int,
         queue_size: int,
         overflow: Overflow,
         copy: bool,
@@ -82,6 +83,10 @@ class Channel:
         self.axes = tuple(axes)
         #: frames per chunk in the file
         self.chunk_frames = chunk_frames
+        #: the dataset's chunk shape: ``chunk_frames`` whole frames, or for a frame larger
+        #: than ``chunk_bytes``, one frame cut into tiles of ``tile_rows`` rows
+        self.chunk_shape = (chunk_frames, *self.stored_shape) if not tile_rows else \
+            (1, tile_rows, *self.stored_shape[1:])
         self.queue_size = queue_size
         self.overflow = overflow
         self.copy = copy
@@ -146,10 +151,7 @@ class Channel:
         """The per-frame timestamps' dataset, shape ``(N,)``, epoch seconds."""
         return self.paths.time
 
-    @property
-    def chunk_shape(self) -> tuple[int, ...]:
-        """The dataset's chunk shape: ``chunk_frames`` whole frames."""
-        return (self.chunk_frames, *self.stored_shape)
+
 
     # ------------------------------------------------------------------ validation
     def _check_frame(self, frame: Any) -> Any:

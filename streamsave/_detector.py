@@ -59,7 +59,10 @@ class Detector:
         :param label: what the values are (default: the name).
         :param axes: one :class:`Axis` per frame dimension, in order (may be shorter).
         :param chunk_frames: frames per HDF5 chunk (default: as many as fit in the
-            saver's ``chunk_bytes``, at most ``max_chunk_frames``).
+            saver's ``chunk_bytes``, at most ``max_chunk_frames``). A frame larger than
+            ``chunk_bytes`` is stored as several chunks of whole rows instead, so no chunk
+            is much larger than ``chunk_bytes`` (e.g. a 2048x2048 uint16 frame as four
+            2 MiB tiles of 512 rows).
         :param queue_size: queue capacity in frames (default: the saver's
             ``queue_size``, or as many frames as fit in ``queue_bytes``).
         :param overflow: what a full queue does (default: the saver's policy).
@@ -92,13 +95,17 @@ class Detector:
             chunk_frames = choose_chunk_frames(frame_nbytes, cfg.chunk_bytes, cfg.max_chunk_frames)
         elif isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
             raise ConfigError(f"channel {name!r}: chunk_frames must be a positive integer, got {chunk_frames!r}")
+        tile_rows = 0
+        if chunk_frames == 1 and frame_nbytes > cfg.chunk_bytes and len(shape_t) >= 1 and shape_t[0] > 1:
+            tiles = -(-frame_nbytes // cfg.chunk_bytes)
+            tile_rows = -(-shape_t[0] // tiles)  # rows per tile: near chunk_bytes, balanced
         if queue_size is None:
             queue_size = cfg.queue_size or max(2 * chunk_frames, min(1 << 20, cfg.queue_bytes // frame_nbytes))
         elif isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise ConfigError(f"channel {name!r}: queue_size must be a positive integer, got {queue_size!r}")
         channel = Channel(
             saver, detector=self.name, name=name, shape=shape_t, dtype=dt, units=units, label=label or name,
-            axes=axes, chunk_frames=chunk_frames, queue_size=queue_size,
+            axes=axes, chunk_frames=chunk_frames, tile_rows=tile_rows, queue_size=queue_size,
             overflow=cfg.overflow if overflow is None else Overflow.parse(overflow), copy=bool(copy),
             paths=saver._naming.channel(self.path, len(shape_t), len(axes)))
         channel._detector_obj = self

@@ -311,7 +311,7 @@ class Layout:
         name: str,
         shape: tuple[int, ...],
         dtype: np.dtype[Any],
-        chunk_frames: int,
+        chunk_shape: tuple[int, ...],
         filter: tuple[int, tuple[int, ...]] | None,
         units: str,
         label: str,
@@ -338,12 +338,12 @@ class Layout:
         })
         self._records[detector_path].dims.setdefault(dim, {})[group.rsplit("/", 1)[1]] = name
         data_path = paths.data
-        data_attrs = self._data_attrs(name, detector_name, shape, dtype, units, label, chunk_frames)
+        data_attrs = self._data_attrs(name, detector_name, shape, dtype, units, label, chunk_shape[0])
         data_attrs["long_name"] = label or name
         if len(shape) == 2:
             data_attrs["interpretation"] = "image"  # viewers then page through the frames
         self._backend.create_dataset(data_path, DatasetSpec(
-            shape=(0, *stored), maxshape=(None, *stored), dtype=dtype, chunks=(chunk_frames, *stored), filter=filter,
+            shape=(0, *stored), maxshape=(None, *stored), dtype=dtype, chunks=chunk_shape, filter=filter,
             attrs=data_attrs,
         ))
         for i, axis in enumerate(axes):

@@ -40,7 +40,9 @@ __all__ = ("Writer",)
 log = logging.getLogger(__name__)
 
 Piece = tuple[Any, int]  # (frame or block, frames)
-Encoded = tuple[bytes | memoryview, npt.NDArray[Any] | None]  # (stored bytes, buffer to recycle after writing)
+Payload = bytes | memoryview
+# (stored bytes of each tile of the chunk, buffer to recycle once they are written)
+Encoded = tuple[list[Payload], npt.NDArray[Any] | None]
 
 
 class _TimeAxis:
@@ -87,12 +89,14 @@ class _Stream:
     """The writer's state for one channel: the chunk being filled and buffers."""
 
     __slots__ = ("buffers", "channel", "dirty", "encoder", "extent", "index", "k", "m", "pieces",
-                 "reported_written", "stored_sizes", "time_axis", "times")
+                 "reported_written", "stored_sizes", "tile_rows", "time_axis", "times")
 
     def __init__(self, channel: Channel, encoder: ChunkEncoder) -> None:
         self.channel = channel
         self.encoder = encoder
         self.k = channel.chunk_frames
+        #: rows per tile when each frame is stored as several chunks, else 0
+        self.tile_rows = channel.chunk_shape[1] if channel.chunk_shape[1:] != channel.stored_shape else 0
         self.index = 0  # chunk being filled
         self.m = 0  # frames in it
         self.pieces: list[Piece] = []
@@ -133,13 +137,33 @@ def _assemble(stream: _Stream, pieces: list[Piece], frames: int, timer: Timer,
     return result
 
 
+def _encode_tiles(stream: _Stream, frame: Any) -> Encoded:
+    """A frame larger than ``chunk_bytes`` is stored as several chunks, tiles of whole
+    rows (``tile_rows`` of them): each tile is a contiguous slice of the frame, encoded
+    in place; only a short last tile is padded into a buffer."""
+    ch = stream.channel
+    rows = stream.tile_rows
+    frame = np.ascontiguousarray(frame, dtype=ch.dtype)
+    payloads: list[Payload] = []
+    for start in range(0, ch.shape[0], rows):
+        tile = frame[start:start + rows]
+        if tile.shape[0] < rows:
+            padded = np.zeros((rows, *ch.shape[1:]), dtype=ch.dtype)
+            padded[:tile.shape[0]] = tile
+            tile = padded
+        payloads.append(stream.encoder.encode(tile))
+    return payloads, None
+
+
 def _assemble_chunk(stream: _Stream, pieces: list[Piece], frames: int) -> Encoded:
+    if stream.tile_rows:
+        return _encode_tiles(stream, pieces[0][0])
     if frames == stream.k and len(pieces) == 1:
         whole = pieces[0][0]
         if isinstance(whole, np.ndarray) and whole.flags.c_contiguous and whole.dtype == stream.channel.dtype:
             # One frame (or one pushed block) is the whole chunk: encode it in place, no copy.
             # The frame stays referenced by the job until the chunk is written.
-            return stream.encoder.encode(whole), None
+            return [stream.encoder.encode(whole)], None
     buf = stream.buffer()
     flat = buf.reshape((stream.k, *stream.channel.shape))
     pos = 0
@@ -156,9 +180,9 @@ def _assemble_chunk(stream: _Stream, pieces: list[Piece], frames: int) -> Encode
         buf[frames:] = 0
     payload = stream.encoder.encode(buf)
     if stream.encoder.compression is None:
-        return payload, buf  # the buffer is the payload: recycle it after writing
+        return [payload], buf  # the buffer is the payload: recycle it after writing
     stream.buffers.append(buf)
-    return payload, None
+    return [payload], None
 
 
 def _times_array(times: list[Any]) -> npt.NDArray[np.float64]:
@@ -270,7 +294,7 @@ class Writer:
                 flt = filter_for(self.config.compression)
                 self.layout.add_channel(
                     ch._detector_obj.path, ch.detector, ch.paths, name=ch.name, shape=ch.shape, dtype=ch.dtype,
-                    chunk_frames=ch.chunk_frames, filter=flt, units=ch.units, label=ch.label, axes=ch.axes)
+                    chunk_shape=ch.chunk_shape, filter=flt, units=ch.units, label=ch.label, axes=ch.axes)
                 self.streams.append(_Stream(ch, ChunkEncoder(self.config.compression, ch.dtype.itemsize)))
                 saver._publish(ChannelCreated(
                     channel=ch.full_name, path=str(self.config.path), dataset=ch.paths.data, time_axis=ch.paths.time,
@@ -328,21 +352,21 @@ class Writer:
     def _write_ready(self, *, wait: bool, keep: int = 0) -> None:
         """Store finished chunks in submission order; with ``wait``, until at most
         ``keep`` remain in flight."""
-        done: list[tuple[_Job, bytes | memoryview, npt.NDArray[Any] | None]] = []
+        done: list[tuple[_Job, list[Payload], npt.NDArray[Any] | None]] = []
         inflight = self.inflight
         while inflight and (inflight[0].future.done() or (wait and len(inflight) > keep)):
             job = inflight.popleft()
-            payload, buf = job.future.result()
-            done.append((job, payload, buf))
+            payloads, buf = job.future.result()
+            done.append((job, payloads, buf))
         if done:
             self._store(done)
 
-    def _store(self, done: list[tuple[_Job, bytes | memoryview, npt.NDArray[Any] | None]]) -> None:
+    def _store(self, done: list[tuple[_Job, list[Payload], npt.NDArray[Any] | None]]) -> None:
         started = time.perf_counter()
         self._store_chunks(done)
         self.saver._timers["write"].add(time.perf_counter() - started)
 
-    def _store_chunks(self, done: list[tuple[_Job, bytes | memoryview, npt.NDArray[Any] | None]]) -> None:
+    def _store_chunks(self, done: list[tuple[_Job, list[Payload], npt.NDArray[Any] | None]]) -> None:
         backend = self.backend
         assert backend is not None
         ends: dict[_Stream, int] = {}
@@ -355,14 +379,16 @@ class Writer:
             backend.resize(paths.data, end)
             backend.resize(paths.time, end)
             stream.extent = end
-        for job, payload, buf in done:
+        for job, payloads, buf in done:
             stream = job.stream
             ch = stream.channel
             start = job.index * stream.k
-            offset = (start,) + (0,) * len(ch.stored_shape)
-            backend.write_chunk(ch.paths.data, offset, payload)
+            size = 0
+            for tile, payload in enumerate(payloads):
+                offset = (start, tile * stream.tile_rows) + (0,) * (len(ch.stored_shape) - 1)
+                backend.write_chunk(ch.paths.data, offset, payload)
+                size += len(payload) if isinstance(payload, bytes) else payload.nbytes
             stream.time_axis.put(backend, start, job.times)
-            size = len(payload) if isinstance(payload, bytes) else payload.nbytes
             ch._bytes_stored += size - stream.stored_sizes.pop(job.index, 0)
             if job.frames < stream.k:
                 stream.stored_sizes[job.index] = size

@@ -208,3 +208,23 @@ async def test_the_journal_records_every_flush(h5path: Path) -> None:
     assert rows[0].tolist() == [first["A/a"], first["B/b"]] == [5, 0]
     assert rows[1].tolist() == [second["A/a"], second["B/b"]] == [5, 7]
     assert rows[-1].tolist() == [5, 7] and len(times) == len(rows) and (np.diff(times) >= 0).all()
+
+
+@pytest.mark.parametrize("compression", [None, "blosc2-lz4", "blosc2-zstd"])
+@pytest.mark.parametrize("shape", [(100, 33), (101, 33), (7, 400, 3)])
+async def test_frames_larger_than_a_chunk_are_tiled(h5path: Path, compression: Any, shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 60000, size=(9, *shape)).astype("uint16")
+    async with streamsave.open_saver(h5path, compression=compression, chunk_bytes=4096, flush_interval=60) as saver:
+        ch = saver.add_detector("Big").add_channel("img", shape=shape, dtype="uint16")
+        rows = ch.chunk_shape[1]
+        assert ch.chunk_shape[0] == 1 and rows < shape[0] and np.prod(ch.chunk_shape) * 2 <= 2 * 4096
+        for i in range(4):
+            await ch.push(frames[i])
+        await saver.flush()
+        await ch.push_many(frames[4:])
+    data, _ = read_channel(h5path, "Big/img")
+    np.testing.assert_array_equal(data, frames)
+    with h5py.File(h5path, "r") as f:
+        assert f["RawData/Detector000"][f"{'Data2D' if len(shape) == 2 else 'DataND'}/CH00/EnlData00"].chunks == \
+            (1, rows, *shape[1:])

@@ -32,7 +32,7 @@ class SaverConfig:
     chunk_bytes: int = 2 * 2**20
     max_chunk_frames: int = 16384
     max_frame_bytes: int = 1 << 30
-    compress_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    compress_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1))
     max_inflight: int = 8
     fsync: bool = True
     close_timeout: float = 10.0

@@ -306,7 +306,7 @@ async def open_saver(path: str | os.PathLike[str], **options: Any) -> AsyncItera
         first push.
     :param chunk_bytes: target size of one chunk (default 2 MiB).
     :param compress_threads: threads that assemble and compress chunks (default:
-        one per CPU).
+        one per CPU but one, which is left to the event loop and the writer thread).
     :param fsync: after closing, wait until the file is on the device (default True).
     :param close_timeout: when the block raised or was cancelled, how long to keep
         writing queued frames before dropping (and counting) the rest (default 10 s).

@@ -318,7 +318,7 @@ class Writer:
             start = 0
             while start < n:
                 take = min(n - start, k - stream.m)
-                if n == 1:
+                if type(ts) is float:  # a single pushed frame (a block of one has an array of times)
                     stream.pieces.append((data, 1))
                     stream.times.append(ts)
                 elif take == 1:  # a single frame cut from a block: store it as one

@@ -228,3 +228,15 @@ async def test_frames_larger_than_a_chunk_are_tiled(h5path: Path, compression: A
     with h5py.File(h5path, "r") as f:
         assert f["RawData/Detector000"][f"{'Data2D' if len(shape) == 2 else 'DataND'}/CH00/EnlData00"].chunks == \
             (1, rows, *shape[1:])
+
+
+@pytest.mark.parametrize("shape", [(), (3,)])
+async def test_blocks_of_one_frame(h5path: Path, shape: tuple[int, ...]) -> None:
+    async with streamsave.open_saver(h5path) as saver:
+        ch = saver.add_detector("D").add_channel("c", shape=shape, dtype="int32", chunk_frames=2)
+        await ch.push_many(np.full((1, *shape), 7, "int32"), timestamps=[5.0])
+        await ch.push(np.full(shape, 8, "int32"), timestamp=6.0)
+        await ch.push_many(np.full((1, *shape), 9, "int32"))
+    data, ts = read_channel(h5path, "D/c")
+    np.testing.assert_array_equal(data.reshape(3, -1)[:, 0], [7, 8, 9])
+    assert ts[:2].tolist() == [5.0, 6.0]

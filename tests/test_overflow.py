@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import anyio
@@ -115,3 +116,41 @@ async def test_error_policy_refuses_whole_block(h5path: Path, gated: type[GatedB
     gated.last.gate.set()
     await saver.aclose()
     assert ch.statistics().frames_written == 5
+
+
+class SlowBackend(GatedBackend):
+    """Storage that takes 2 ms per chunk: slower than the producer."""
+
+    def write_chunk(self, path: str, offset: object, data: object) -> None:
+        threading.Event().wait(0.002)
+        super(GatedBackend, self).write_chunk(path, offset, data)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("overflow", ["block", "drop_newest", "drop_oldest"])
+async def test_slow_storage(h5path: Path, overflow: str) -> None:
+    queue = 16
+    saver = await streamsave.Saver.open(h5path, backend=SlowBackend, queue_size=queue, overflow=overflow,
+                                        progress_interval=0.01)
+    ch = saver.add_detector("D").add_channel("c", shape=(64,), chunk_frames=1)
+    pressure: list[streamsave.Backpressure] = []
+    async with saver.subscribe() as events:
+        for i in range(300):
+            await ch.push(np.full(64, float(i)))
+        await saver.aclose()
+        pressure = [e async for e in events if isinstance(e, streamsave.Backpressure)]
+    st = ch.statistics()
+    assert st.queue_high_water <= queue  # memory stays within the queue budget
+    assert st.frames_pushed == 300 == st.frames_written + st.frames_dropped
+    assert pressure and pressure[0].active
+    data, _ = read_channel(h5path, "D/c")
+    values = data[:, 0]
+    assert (np.diff(values) > 0).all()
+    if overflow == "block":
+        assert st.frames_dropped == 0  # the producer was slowed down instead
+        np.testing.assert_array_equal(values, np.arange(300.0))
+    else:
+        assert st.frames_dropped > 0
+        if overflow == "drop_newest":
+            assert values[0] == 0.0  # the oldest frames were kept
+        else:
+            assert values[-1] == 299.0  # the newest frames were kept

@@ -8,8 +8,8 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import anyio

@@ -63,3 +63,29 @@ def test_every_example_is_tested_and_documented(script: str) -> None:
     docstring = ast.get_docstring(ast.parse((EXAMPLES / script).read_text(encoding="utf-8")))
     assert docstring, f"{script} needs a module docstring"
     assert script in Path(__file__).read_text(encoding="utf-8"), f"{script} is not run by this test file"
+
+
+def test_adaptive_camera(tmp_path: Path) -> None:
+    result = run_example("adaptive_camera.py", tmp_path / "a.h5", "--duration", "1", "--rate", "20000", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.replace(",", "").split()  # "took N frames wrote N dropped 0 ..."
+    taken, written = int(words[1]), int(words[4])
+    assert taken == written and "dropped 0" in result.stdout
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        assert f["RawData/Detector000/Data2D/CH00/EnlData00"].shape[0] == written
+
+
+def test_threaded_callback(tmp_path: Path) -> None:
+    result = run_example("threaded_callback.py", tmp_path / "t.h5", "--frames", "500", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "pushed 500 frames from the SDK thread, wrote 500, dropped 0" in result.stdout
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        data = f["RawData/Detector000/Data2D/CH00/EnlData00"]
+        assert data.shape[0] == 500 and int(data[499, 0, 0]) == 499
+
+
+def test_status_line(tmp_path: Path) -> None:
+    result = run_example("status_line.py", tmp_path / "s.h5", "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Camera/image" in result.stdout and "written" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith(f"closed {tmp_path / 's.h5'}")

@@ -71,3 +71,48 @@ def test_disk_full(small_disk: Path, mode: str) -> None:
     path = small_disk / "full.h5"
     report = _run(path, mode)
     _check(path, mode, report)
+
+
+@pytest.fixture
+def immutable(tmp_path: Path) -> Iterator[Path]:
+    """A path whose file the test can make immutable mid-run (``chattr +i``): writes then
+    fail with EPERM even for root, the way a permission lost under the writer does."""
+    path = tmp_path / "locked.h5"
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this filesystem")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+@pytest.mark.parametrize("swmr", [True, False])
+async def test_permission_lost_mid_run(immutable: Path, swmr: bool) -> None:
+    import anyio
+
+    import streamsave
+
+    with pytest.raises(streamsave.StorageError) as info:
+        async with streamsave.open_saver(immutable, swmr=swmr, flush_interval=60) as saver:
+            ch = saver.add_detector("D").add_channel("c", shape=(64, 64), dtype="uint16", chunk_frames=4)
+            for i in range(10):
+                await ch.push(np.full((64, 64), i, "uint16"))
+            assert (await saver.flush())["D/c"] == 10
+            subprocess.run(["chattr", "+i", str(immutable)], check=True)
+            with anyio.fail_after(30):
+                for i in range(10, 10_000):  # the next write fails; the push after it raises
+                    await ch.push(np.full((64, 64), i, "uint16"))
+                    if i % 8 == 0:
+                        await anyio.sleep(0.001)
+    assert info.value.errno == 1 or "not permitted" in str(info.value).lower()
+    st = ch.statistics()
+    assert st.frames_written == st.frames_durable == 10
+    assert st.frames_pushed == st.frames_written + st.frames_dropped
+    subprocess.run(["chattr", "-i", str(immutable)], check=True)
+    with h5py.File(immutable, "r", swmr=swmr) as f:
+        data = f["RawData/Detector000/Data2D/CH00/EnlData00"]
+        assert data.shape[0] == 10
+        np.testing.assert_array_equal(data[:, 0, 0], np.arange(10))

@@ -11,9 +11,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import h5py
 import numpy as np
 import pytest
+
+import streamsave
 
 WRITER = Path(__file__).with_name("_fault_writer.py")
 ROOT = Path(__file__).parent.parent
@@ -91,17 +94,13 @@ def immutable(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.parametrize("swmr", [True, False])
 async def test_permission_lost_mid_run(immutable: Path, swmr: bool) -> None:
-    import anyio
-
-    import streamsave
-
     with pytest.raises(streamsave.StorageError) as info:
         async with streamsave.open_saver(immutable, swmr=swmr, flush_interval=60) as saver:
             ch = saver.add_detector("D").add_channel("c", shape=(64, 64), dtype="uint16", chunk_frames=4)
             for i in range(10):
                 await ch.push(np.full((64, 64), i, "uint16"))
             assert (await saver.flush())["D/c"] == 10
-            subprocess.run(["chattr", "+i", str(immutable)], check=True)
+            await anyio.run_process(["chattr", "+i", str(immutable)])
             with anyio.fail_after(30):
                 for i in range(10, 10_000):  # the next write fails; the push after it raises
                     await ch.push(np.full((64, 64), i, "uint16"))
@@ -111,7 +110,7 @@ async def test_permission_lost_mid_run(immutable: Path, swmr: bool) -> None:
     st = ch.statistics()
     assert st.frames_written == st.frames_durable == 10
     assert st.frames_pushed == st.frames_written + st.frames_dropped
-    subprocess.run(["chattr", "-i", str(immutable)], check=True)
+    await anyio.run_process(["chattr", "-i", str(immutable)])
     with h5py.File(immutable, "r", swmr=swmr) as f:
         data = f["RawData/Detector000/Data2D/CH00/EnlData00"]
         assert data.shape[0] == 10

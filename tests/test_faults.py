@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import h5py
 import numpy as np
 import pytest
@@ -115,3 +116,51 @@ async def test_permission_lost_mid_run(immutable: Path, swmr: bool) -> None:
         data = f["RawData/Detector000/Data2D/CH00/EnlData00"]
         assert data.shape[0] == 10
         np.testing.assert_array_equal(data[:, 0, 0], np.arange(10))
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_file_deleted_or_replaced_under_the_writer(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "gone.h5"
+    with pytest.raises(streamsave.StorageError, match="deleted or replaced"):
+        async with streamsave.open_saver(path, flush_interval=60) as saver:
+            ch = saver.add_detector("D").add_channel("c", shape=(8,))
+            await ch.push(np.zeros(8))
+            await saver.flush()
+            path.unlink()
+            if how == "replaced":
+                path.write_bytes(b"someone else's file")
+            await ch.push(np.ones(8))
+            await saver.flush()
+    if how == "replaced":
+        assert path.read_bytes() == b"someone else's file"  # never touched
+    assert saver.statistics().state == "failed"
+
+
+async def test_a_failing_encoder_fails_the_writer_cleanly(h5path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamsave import _compress
+
+    calls = {"n": 0}
+    real = _compress.ChunkEncoder.encode
+
+    def flaky(self: _compress.ChunkEncoder, chunk: np.ndarray) -> bytes | memoryview:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise RuntimeError("codec bug")
+        return real(self, chunk)
+
+    monkeypatch.setattr(_compress.ChunkEncoder, "encode", flaky)
+    with pytest.raises(streamsave.WriterError, match="codec bug"):
+        async with streamsave.open_saver(h5path, compression="blosc2-lz4", flush_interval=60) as saver:
+            ch = saver.add_detector("D").add_channel("c", shape=(16,), chunk_frames=1)
+            for i in range(3):
+                await ch.push(np.full(16, float(i)))
+            await saver.flush()
+            with anyio.fail_after(30):
+                for i in range(3, 1000):
+                    await ch.push(np.full(16, float(i)))
+                    await anyio.lowlevel.checkpoint()
+    st = ch.statistics()
+    assert st.frames_written == st.frames_durable == 3
+    assert st.frames_pushed == st.frames_written + st.frames_dropped
+    with h5py.File(h5path, "r", swmr=True) as f:
+        np.testing.assert_array_equal(f["RawData/Detector000/Data1D/CH00/EnlData00"][:, 0], [0.0, 1.0, 2.0])

@@ -12,6 +12,7 @@ until ``h5clear`` is run).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -107,6 +108,22 @@ class H5pyBackend(Backend):
 
     def flush(self) -> None:
         self.file.flush()
+        self._check_still_there()
+
+    def _check_still_there(self) -> None:
+        """Raise if the file was deleted or replaced under us: writes to an unlinked
+        file still succeed on POSIX systems, and would be lost at close unnoticed."""
+        fd = self._writeback.fd
+        if fd is None:
+            return
+        mine = os.fstat(fd)
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            there = None
+        if mine.st_nlink == 0 or there is None or (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            raise FileNotFoundError(errno.ENOENT, "the file was deleted or replaced while being written; "
+                                    "what was written since is lost", str(self.path))
 
     def abandon(self) -> None:
         """Fence the file, then close it.
@@ -161,32 +178,32 @@ class _Writeback:
     systems that have ``posix_fadvise``; otherwise it does nothing.
     """
 
-    __slots__ = ("_done", "_fd", "_pending", "_previous", "window")
+    __slots__ = ("_done", "_pending", "_previous", "fd", "window")
 
     def __init__(self, file: h5py.File, window: int = 4 * 2**20) -> None:
         self.window = window
         self._pending = 0
         self._done = 0
         self._previous = 0
-        self._fd: int | None = None
+        self.fd: int | None = None
         if hasattr(os, "posix_fadvise"):
             try:
-                self._fd = int(file.id.get_vfd_handle())
+                self.fd = int(file.id.get_vfd_handle())
             except (ValueError, TypeError, OSError):  # not a plain file descriptor
-                self._fd = None
+                self.fd = None
 
     def wrote(self, nbytes: int) -> None:
-        if self._fd is None:
+        if self.fd is None:
             return
         self._pending += nbytes
         if self._pending < self.window:
             return
         self._pending = 0
         try:
-            size = os.fstat(self._fd).st_size
-            os.posix_fadvise(self._fd, self._previous, max(0, size - self._previous), os.POSIX_FADV_DONTNEED)
+            size = os.fstat(self.fd).st_size
+            os.posix_fadvise(self.fd, self._previous, max(0, size - self._previous), os.POSIX_FADV_DONTNEED)
         except OSError:
-            self._fd = None  # advice only: never let it fail a write
+            self.fd = None  # advice only: never let it fail a write
             return
         self._previous, self._done = self._done, size
 

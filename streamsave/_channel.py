@@ -317,12 +317,19 @@ class Channel:
         block = self._check_block(frames)
         n = block.shape[0]
         ts = self._check_timestamps(timestamps, n)
-        if self.overflow is Overflow.ERROR:
+        if self.overflow is Overflow.ERROR:  # as push_many: the whole block fits, or QueueFull
             self._offer(block, ts, n, Overflow.ERROR)
             return
-        for start in range(0, n, self.queue_size):
-            stop = min(n, start + self.queue_size)
+        if self.overflow is not Overflow.BLOCK:  # drop policies: pieces no larger than the queue
+            for start in range(0, n, self.queue_size):
+                stop = min(n, start + self.queue_size)
+                self._offer(block[start:stop], ts[start:stop], stop - start, self.overflow)
+            return
+        start = 0
+        while start < n:  # queue what fits now, wait for room for the rest
+            stop = start + min(n - start, max(self._room(), 1))
             self._push_from_thread(block[start:stop], ts[start:stop], stop - start, timeout)
+            start = stop
 
     def _push_from_thread(self, data: Any, ts: Any, n: int, timeout: float | None) -> None:
         saver = self._saver
@@ -366,6 +373,7 @@ class Channel:
                 fill = self._entered - self._evicted - self._taken
                 if fill + n > self.queue_size:
                     self._report_locked(fill)
+                    saver._wake_writer()  # whatever the fill, the writer must come and make room
                     return wait
             if fill + n > self.queue_size:
                 if policy is Overflow.ERROR:

@@ -149,3 +149,15 @@ def test_channel_describes_itself_for_integrations(h5path: Path) -> None:
         assert ch.channel.chunk_shape == (3, 8, 8) and ch.channel.dataset_path == paths.data
         assert ch.channel.dtype == np.dtype("uint16") and ch.channel.file_path == str(h5path)
         assert ch.statistics().frames_durable == 1
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 5])
+def test_thread_blocks_larger_than_the_queue_never_stall(h5path: Path, chunk: int) -> None:
+    """A block that needs more room than is free must wake the writer even when the queue
+    holds fewer frames than would wake it on its own (a hang found by the stateful test)."""
+    with streamsave.sync.open_saver(h5path, queue_size=8, flush_interval=3600) as saver:
+        ch = saver.add_detector("D").add_channel("c", dtype="int32", chunk_frames=chunk)
+        ch.push(np.int32(-1))  # one frame queued: below every wake threshold
+        ch.push_many(np.arange(30, dtype="int32"))  # needs the queue drained, more than once
+        assert saver.flush() == {"D/c": 31}
+    np.testing.assert_array_equal(read_channel(h5path, "D/c")[0][:, 0], np.arange(-1, 30))

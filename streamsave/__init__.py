@@ -19,6 +19,7 @@ from ._errors import (
     FrameMismatchError,
     LayoutFrozenError,
     QueueFull,
+    RecoveryError,
     SaverClosedError,
     StorageError,
     StreamSaveError,
@@ -37,6 +38,7 @@ from ._events import (
     Subscription,
     WriterFailed,
 )
+from ._recover import ChannelRecovery, RecoveryReport, recover
 from ._saver import Saver, open_saver
 from ._spec import Axis, Compression, Overflow
 from ._stats import ChannelStatistics, OperationTiming, Progress, SaverStatistics
@@ -47,6 +49,7 @@ __all__ = (
     "Backpressure",
     "Channel",
     "ChannelCreated",
+    "ChannelRecovery",
     "ChannelStatistics",
     "Compression",
     "ConfigError",
@@ -63,6 +66,8 @@ __all__ = (
     "Overflow",
     "Progress",
     "QueueFull",
+    "RecoveryError",
+    "RecoveryReport",
     "Saver",
     "SaverClosedError",
     "SaverConfig",
@@ -75,6 +80,7 @@ __all__ = (
     "WriterFailed",
     "__version__",
     "open_saver",
+    "recover",
 )
 
 for _name in __all__:

@@ -12,7 +12,8 @@ not know streamsave::
     ├── SaverClosedError                  push or add after the saver was closed
     ├── LayoutFrozenError                 add_detector / add_channel after writing started (SWMR)
     ├── StorageError (OSError)            the file could not be created, written or flushed
-    └── WriterError                       the writer thread failed for another reason
+    ├── WriterError                       the writer thread failed for another reason
+    └── RecoveryError                     streamsave recover could not read or rewrite a file
 
 Once the writer has failed, every later call on the saver or its channels raises
 that same failure, so producers never hang on a dead writer.
@@ -25,6 +26,7 @@ __all__ = (
     "FrameMismatchError",
     "LayoutFrozenError",
     "QueueFull",
+    "RecoveryError",
     "SaverClosedError",
     "StorageError",
     "StreamSaveError",
@@ -75,3 +77,8 @@ class StorageError(StreamSaveError, OSError):
 
 class WriterError(StreamSaveError):
     """The writer thread failed for a reason other than storage (e.g. compression)."""
+
+
+class RecoveryError(StreamSaveError):
+    """The file cannot be recovered (missing, not HDF5, not a streamsave or PyMoDAQ
+    file, damaged beyond what recovery reads), or the output cannot be written."""

@@ -8,6 +8,8 @@
 ``streamsave info FILE``
     lists the detectors and channels of a file written by streamsave, reading it
     with plain h5py.
+``streamsave recover FILE -o OUT [--overwrite]``
+    copies the whole frames of a crashed writer's file into a new, clean file.
 
 Exit status: 0 on success; 1 when streamsave (or the file system) reports an
 error, with its message on stderr and no traceback; 2 for a usage error; 130 when
@@ -116,6 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="list the detectors and channels of a streamsave file",
                                description="List the channels of a file written by streamsave.")
     info.add_argument("file", type=Path, metavar="FILE")
+    rec = commands.add_parser("recover", help="copy the whole frames of a crashed recording into a new, clean file")
+    rec.add_argument("file", type=Path, metavar="FILE")
+    rec.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="the file to create")
+    rec.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     return parser
 
 
@@ -132,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "recover":
+            return _recover(args.file, args.output, args.overwrite)
         return _info(args.file)
     except KeyboardInterrupt:
         _error("interrupted")
@@ -431,3 +439,16 @@ def _channel_row(detector: Any, group: Any, data: Any) -> tuple[str, ...]:
     compression = _attr(data, "compression") or (str(data.compression) if data.compression else "none")
     name = f"{_attr(detector, 'TITLE', detector.name)}/{_attr(group, 'TITLE', group.name)}"
     return (name, data.name, f"{data.shape[0]:,}", shape, str(data.dtype), _attr(data, "units"), compression, span)
+
+
+
+def _recover(src: Path, dst: Path, overwrite: bool) -> int:
+    from ._errors import RecoveryError
+    from ._recover import recover
+
+    try:
+        print(recover(src, dst, overwrite=overwrite).summary())  # FILE is only read
+    except RecoveryError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    return EXIT_OK

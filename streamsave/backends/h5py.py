@@ -47,7 +47,16 @@ class H5pyBackend(Backend):
     def __init__(self, path: os.PathLike[str] | str, mode: Literal["w-", "w", "r+"] = "w-", *,
                  swmr: bool = True) -> None:
         self.path = path
-        self._file: h5py.File | None = h5py.File(path, mode, libver=SWMR_LIBVER if swmr else PLAIN_LIBVER)
+        options: dict[str, Any] = {}
+        if not swmr and mode != "r+":
+            # Without SWMR, HDF5 reuses at once the space freed when a partly filled chunk is
+            # stored again, while the chunk index of the last flush still points there: a crash
+            # before the next flush then loses frames that flush had made durable (found by the
+            # SIGKILL harness). Never reusing freed space costs at most the superseded copies of
+            # partial chunks, one per channel per flush.
+            options = {"fs_strategy": "none", "fs_persist": False}
+        self._file: h5py.File | None = h5py.File(path, mode, libver=SWMR_LIBVER if swmr else PLAIN_LIBVER,
+                                                 **options)
         self._datasets: dict[str, h5py.Dataset] = {}
         self._writeback = _Writeback(self._file)
 

@@ -1,0 +1,314 @@
+"""Kill a streamsave writer with SIGKILL at random moments, recover what it left, and
+check every frame.
+
+Each run starts ``tests/_crash_writer.py`` (SWMR or not, uncompressed or blosc2),
+kills it at a random moment — while it streams, while it flushes almost continuously,
+or around its close — then :func:`streamsave._recover.recover` s the file and checks:
+
+* every frame the writer had reported durable is in the recovered file, bit-exact;
+* no frame in it is garbage: every checksum holds and the indices run 0, 1, 2, ...;
+* one timestamp per frame, the expected one (so strictly increasing);
+* the channel that never got a frame is gone; the source file is unchanged;
+* for SWMR files, an SWMR reader of the killed file also sees every durable frame.
+
+``python tests/crash_run.py --kills 200 [--seed N]`` prints a summary;
+``tests/test_crash_harness.py`` runs a short version in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script
+    sys.path.insert(0, str(ROOT))
+
+import h5py  # noqa: E402
+import hdf5plugin  # noqa: E402, F401  (the Blosc2 filter)
+import numpy as np  # noqa: E402
+
+from streamsave import recover  # noqa: E402
+from tests._crash_writer import CHANNELS, MAKERS, NEVER, frame_index, timestamp  # noqa: E402
+
+WRITER: Final = Path(__file__).with_name("_crash_writer.py")
+CODECS: Final = ("none", "blosc2-lz4", "blosc2-zstd")
+#: moment -> (flush interval, longest random delay before the kill, s)
+MOMENTS: Final = {"stream": (0.05, 0.3), "flush": (0.002, 0.15), "close": (0.05, 0.012)}
+TIMEOUT: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    swmr: bool
+    codec: str
+    moment: str
+
+    def __str__(self) -> str:
+        return f"{'swmr' if self.swmr else 'plain'}/{self.codec}/{self.moment}"
+
+
+@dataclass(slots=True)
+class Outcome:
+    case: Case
+    delay: float
+    killed: bool = False  # False: the writer had already finished when the kill came
+    closed: bool = False  # the writer had reported its file closed
+    durable: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)
+    verified: int = 0
+    lost: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Summary:
+    seed: int
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def kills(self) -> int:
+        return sum(o.killed for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"[run {i} {o.case} delay {o.delay:.3f}s durable {o.durable} kept {o.kept}] {f}"
+                for i, o in enumerate(self.outcomes) for f in o.failures]
+
+    def text(self, seconds: float) -> str:
+        closing = [o for o in self.outcomes if o.killed and o.case.moment == "close"]
+        lines = [f"seed {self.seed}: {len(self.outcomes)} runs, {self.kills} kills ({len(closing)} around close: "
+                 f"{sum(not o.closed for o in closing)} before the file was closed), "
+                 f"{sum(o.verified for o in self.outcomes):,} frames verified, "
+                 f"{sum(o.durable.get(n, 0) for o in self.outcomes for n in o.durable):,} reported durable, "
+                 f"{sum(o.lost for o in self.outcomes)} frames lost, {len(self.failures)} failures, "
+                 f"{seconds:.1f} s"]
+        return "\n".join(lines + self.failures)
+
+
+def cases() -> list[Case]:
+    return [Case(swmr, codec, moment) for moment in MOMENTS for swmr in (True, False) for codec in CODECS]
+
+
+def known_writer_issue(case: Case) -> str | None:
+    """Why the writer (not recovery) can lose durable frames in this case, or ``None``.
+
+    Found by this harness; see the docstrings of ``tests/test_crash_harness.py``.
+    """
+    if case.swmr and case.moment == "close":
+        return ("at close the writer reopens the SWMR file read-write without SWMR; killed then, the v3 "
+                "superblock says 'open for write' and no reader opens the file (h5clear needed)")
+    return None
+
+
+def run(kills: int, seed: int, workdir: Path, *, keep_failed: bool = False, known: bool | None = None) -> Summary:
+    """Run cases round-robin (in a seeded random order) until ``kills`` writers were killed.
+
+    :param known: only the cases with a known writer issue (True), only the others
+        (False), or all (None).
+    """
+    rng = random.Random(seed)
+    matrix = [c for c in cases() if known is None or (known_writer_issue(c) is not None) == known]
+    rng.shuffle(matrix)
+    summary = Summary(seed)
+    while summary.kills < kills and len(summary.outcomes) < 3 * kills + len(matrix):
+        case = matrix[len(summary.outcomes) % len(matrix)]
+        src = workdir / f"run{len(summary.outcomes):04d}.h5"
+        outcome = run_case(case, src, rng)
+        summary.outcomes.append(outcome)
+        if not (outcome.failures and keep_failed):
+            src.unlink(missing_ok=True)
+            src.with_suffix(".rec.h5").unlink(missing_ok=True)
+    return summary
+
+
+def run_case(case: Case, src: Path, rng: random.Random) -> Outcome:
+    interval, longest = MOMENTS[case.moment]
+    outcome = Outcome(case, delay=rng.uniform(0, longest))
+    close_after = rng.randint(300, 1500) if case.moment == "close" else 0
+    lines = _run_and_kill(case, src, interval, close_after, outcome)
+    for line in lines:
+        if "durable" in line:
+            outcome.durable = line["durable"]
+        outcome.closed |= line.get("event") == "closed"
+    if not outcome.failures:
+        check(src, src.with_suffix(".rec.h5"), outcome)
+    return outcome
+
+
+def _run_and_kill(case: Case, src: Path, interval: float, close_after: int, outcome: Outcome) -> list[Any]:
+    """Start the writer, wait for its first report (or "closing"), kill it after the
+    outcome's delay; returns every JSON line it printed."""
+    args = [sys.executable, str(WRITER), str(src), "swmr" if case.swmr else "plain", case.codec, str(interval),
+            str(close_after)]
+    src.unlink(missing_ok=True)
+    with tempfile.TemporaryFile() as err:
+        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=_env()) as proc:
+            watchdog = threading.Timer(TIMEOUT, proc.kill)
+            watchdog.start()
+            try:
+                lines = _read_until_ready(proc, close_after > 0)
+                time.sleep(outcome.delay)  # the random kill moment (not a wait for state)
+                outcome.killed = proc.poll() is None
+                proc.send_signal(signal.SIGKILL)
+                assert proc.stdout is not None
+                lines += _parse(proc.stdout.read().splitlines())
+                proc.wait()
+            finally:
+                watchdog.cancel()
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    expected = -signal.SIGKILL if outcome.killed else 0
+    if proc.returncode != expected:
+        outcome.failures.append(f"writer exited with {proc.returncode}: {stderr[-2000:]}")
+    return lines
+
+
+def _read_until_ready(proc: subprocess.Popen[str], closing: bool) -> list[Any]:
+    lines: list[Any] = []
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        lines += _parse([raw])
+        if lines and (lines[-1].get("event") == "closing" if closing else
+                      lines[-1].get("durable", {}).get("Camera/image", 0) > 0):
+            break
+    return lines
+
+
+def _parse(raw: list[str]) -> list[Any]:
+    out = []
+    for text in raw:
+        with contextlib.suppress(ValueError):  # a line cut by the kill
+            out.append(json.loads(text))
+    return out
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+# ---------------------------------------------------------------------------- checks
+def check(src: Path, dst: Path, outcome: Outcome) -> None:
+    """Recover ``src`` into ``dst`` and check both against what the writer reported."""
+    digest = _sha256(src)
+    try:
+        report = recover(src, dst)
+    except Exception as exc:
+        outcome.failures.append(f"recover raised {exc!r}")
+        return
+    if _sha256(src) != digest:
+        outcome.failures.append("recover modified its input")
+    outcome.kept = {c.name: c.frames_kept for c in report.channels}
+    with h5py.File(dst, "r") as f:  # a plain reader: the output is an ordinary closed file
+        found = _channels(f)
+        if NEVER in found:
+            outcome.failures.append(f"the empty channel {NEVER} is still in the recovered file")
+        for name, n in outcome.durable.items():
+            if n > 0 and name not in found:
+                outcome.failures.append(f"{name}: {n} frames reported durable, channel missing")
+                outcome.lost += n
+        for name, group in found.items():
+            _check_channel(name, group, outcome, exact=True)
+    if outcome.case.swmr and outcome.killed:
+        _check_raw(src, outcome)
+
+
+def _check_raw(src: Path, outcome: Outcome) -> None:
+    """An SWMR reader of the killed file sees every durable frame (frames after them may be missing)."""
+    try:
+        with h5py.File(src, "r", swmr=True) as f:
+            for name, group in _channels(f).items():
+                if name != NEVER:
+                    _check_channel(name, group, outcome, exact=False, limit=outcome.durable.get(name, 0))
+    except OSError as exc:
+        outcome.failures.append(f"an SWMR reader cannot read the killed file: {exc}")
+
+
+def _check_channel(name: str, group: h5py.Group, outcome: Outcome, *, exact: bool, limit: int | None = None) -> None:
+    kind = CHANNELS[name][0]
+    data = group["EnlData00"]
+    time_axis = next(group[k] for k in group if group[k].attrs.get("label") == "time")
+    n = data.shape[0] if limit is None else min(limit, data.shape[0])
+    frames, times = _read(data, n), time_axis[:n]
+    where = f"{name} ({'recovered' if exact else 'SWMR reader'})"
+    durable = outcome.durable.get(name, 0)
+    if n < durable:
+        outcome.failures.append(f"{where}: {durable} frames reported durable, {n} present")
+        outcome.lost += durable - n
+    bad = [j for j in range(n) if frame_index(kind, frames[j]) != j]
+    if bad:
+        outcome.failures.append(f"{where}: {len(bad)} garbage or misplaced frames, first at {bad[0]} of {n}")
+    elif any(not np.array_equal(frames[j].reshape(-1), np.ravel(MAKERS[kind](j))) for j in range(n)):
+        outcome.failures.append(f"{where}: a frame with a valid checksum differs from what was written")
+    if exact:
+        outcome.verified += n
+        if time_axis.shape != (n,) or data.attrs.get("shape") != json.dumps(
+                {"module": "builtins", "type": "tuple", "data": repr(data.shape)}):
+            outcome.failures.append(f"{where}: {time_axis.shape} timestamps or shape attribute "
+                                    f"{data.attrs.get('shape')!r} for {n} frames")
+    if not np.array_equal(times, timestamp(np.arange(n))):
+        outcome.failures.append(f"{where}: timestamps are not the ones written, one per frame")
+
+
+def _read(data: h5py.Dataset, n: int) -> Any:
+    """The first ``n`` frames; a chunk that does not decode reads as zeros (then fails its checksum)."""
+    try:
+        return data[:n]
+    except OSError:
+        out = np.zeros((n, *data.shape[1:]), dtype=data.dtype)
+        k = data.chunks[0]
+        for start in range(0, n, k):
+            with contextlib.suppress(OSError):
+                out[start:start + k] = data[start:min(n, start + k)]
+        return out
+
+
+def _channels(f: h5py.File) -> dict[str, h5py.Group]:
+    found: dict[str, h5py.Group] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Group) and obj.attrs.get("type") == "ch":
+            found[f"{obj.attrs['origin']}/{obj.attrs['TITLE']}"] = obj
+
+    f.visititems(visit)
+    return found
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--kills", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep failed runs' files here")
+    parser.add_argument("--skip-known", action="store_true", help="leave out cases with a known writer issue")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else time.time_ns() % 2**32
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        summary = run(args.kills, seed, workdir, keep_failed=args.workdir is not None,
+                      known=False if args.skip_known else None)
+    print(summary.text(time.perf_counter() - started))
+    return 1 if summary.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

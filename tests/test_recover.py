@@ -1,0 +1,250 @@
+"""``recover()`` and ``streamsave recover``: clean files come back identical, crashed
+files come back with exactly their whole frames, hostile inputs give a RecoveryError
+(never a traceback), and the input is never modified."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import h5py
+import hdf5plugin  # noqa: F401
+import numpy as np
+import pytest
+
+import streamsave
+import streamsave.sync
+from streamsave import RecoveryError, recover
+from streamsave.cli import main
+from tests import crash_run
+from tests.conftest import channel_paths, read_channel
+
+SPECS = {"Camera/image": ((16, 24), "uint16", 37), "Spectrometer/spectrum": ((50,), "float64", 90),
+         "Thermometer/T": ((), "float64", 500)}
+
+
+def record(path: Path, *, compression: str | None = "blosc2-lz4", swmr: bool = True) -> Path:
+    """A clean streamsave file: three channels with distinct content and an empty one."""
+    rng = np.random.default_rng(7)
+    with streamsave.sync.open_saver(path, compression=compression, swmr=swmr, chunk_bytes=4096) as saver:
+        channels = {name: saver.add_detector(name.split("/")[0]).add_channel(
+            name.split("/")[1], shape=shape, dtype=dtype) for name, (shape, dtype, _) in SPECS.items()}
+        saver.add_detector("Idle").add_channel("never")
+        for name, (shape, dtype, n) in SPECS.items():
+            frames = (rng.integers(0, 1000, (n, *shape)) if dtype == "uint16" else rng.normal(size=(n, *shape)))
+            channels[name].push_many(frames.astype(dtype), timestamps=1.7e9 + np.arange(n) * 0.01)
+    return path
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree(path: Path) -> dict[str, dict[str, Any]]:
+    """Every node's attributes (as text) and, for datasets, shape, dtype and filters."""
+    out: dict[str, dict[str, Any]] = {}
+    with h5py.File(path, "r") as f:
+        def visit(name: str, obj: Any) -> None:
+            entry = {k: repr(v) for k, v in obj.attrs.items()}
+            if isinstance(obj, h5py.Dataset):
+                entry.update(_shape=obj.shape, _dtype=str(obj.dtype), _chunks=obj.chunks, _filters=obj._filters)
+            out[name] = entry
+        f.visititems(visit)
+        out["/"] = {k: repr(v) for k, v in f.attrs.items()}
+    return out
+
+
+@pytest.mark.parametrize(("compression", "swmr"), [(None, True), ("blosc2-lz4", True), ("blosc2-zstd", False)])
+def test_clean_file_comes_back_identical(tmp_path: Path, compression: str | None, swmr: bool) -> None:
+    src = record(tmp_path / "clean.h5", compression=compression, swmr=swmr)
+    before = digest(src)
+    report = recover(src, tmp_path / "out.h5")
+    assert digest(src) == before
+    assert report.destination == tmp_path / "out.h5" and report.source == src
+    assert {c.name: (c.frames_kept, c.frames_in_source, c.limited_by) for c in report.channels} == {
+        name: (n, n, "journal") for name, (_, _, n) in SPECS.items()}
+    assert tree(report.destination) == tree(src)
+    assert (tmp_path / "out.h5").read_bytes()[8] == 3  # superblock v3: format bounds v110, readable by HDF5 1.10+
+    for name in SPECS:
+        frames, times = read_channel(report.destination, name)
+        expected_frames, expected_times = read_channel(src, name)
+        np.testing.assert_array_equal(frames, expected_frames)
+        np.testing.assert_array_equal(times, expected_times)
+    with h5py.File(src, "r") as a, h5py.File(report.destination, "r") as b:  # chunks copied as stored
+        data = channel_paths(src)["Camera/image"] + "/EnlData00"
+        for i in range(0, a[data].shape[0], a[data].chunks[0]):
+            assert a[data].id.read_direct_chunk((i, 0, 0)) == b[data].id.read_direct_chunk((i, 0, 0))
+
+
+def tamper(src: Path, dst: Path, *, journal: dict[str, int], grow: int) -> Path:
+    """A copy of a clean file made to look crashed: data and time axes extend ``grow``
+    frames past what is stored, the journal's last row says ``journal``."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        columns = json.loads(f["streamsave"].attrs["channels"])
+        paths = channel_paths(dst)
+        row = f["streamsave/durable_frames"][-1]
+        for name, n in journal.items():
+            row[columns.index(paths[name] + "/EnlData00")] = n
+        f["streamsave/durable_frames"][-1] = row
+        for name in SPECS:
+            for key in ("EnlData00", "Axis00"):
+                ds = f[paths[name]][key]
+                ds.resize(ds.shape[0] + grow, axis=0)
+    return dst
+
+
+def test_crashed_file_is_trimmed_to_the_journal_and_empty_channels_dropped(tmp_path: Path) -> None:
+    clean = record(tmp_path / "clean.h5", compression="blosc2-zstd")
+    src = tamper(clean, tmp_path / "crashed.h5", journal={"Camera/image": 20, "Thermometer/T": 0}, grow=50)
+    before = digest(src)
+    report = recover(src, tmp_path / "out.h5")
+    assert digest(src) == before
+    kept = {c.name: (c.frames_kept, c.frames_in_source, c.limited_by) for c in report.channels}
+    assert kept == {"Camera/image": (20, 87, "journal"), "Spectrometer/spectrum": (90, 140, "journal"),
+                    "Thermometer/T": (0, 550, "journal")}
+    assert report.channels_removed == ("Thermometer/T",)
+    assert set(channel_paths(report.destination)) == {"Camera/image", "Spectrometer/spectrum"}
+    frames, times = read_channel(report.destination, "Camera/image")
+    np.testing.assert_array_equal(frames, read_channel(clean, "Camera/image")[0][:20])
+    assert times.shape == (20,)
+    with h5py.File(report.destination, "r") as f:
+        data = f[channel_paths(report.destination)["Camera/image"] + "/EnlData00"]
+        assert json.loads(data.attrs["shape"])["data"] == "(20, 16, 24)"
+        thermometer = f["RawData/Detector002"]
+        assert "Thermometer" in thermometer.attrs["TITLE"] and "default" not in thermometer.attrs
+        assert "T" in thermometer.attrs["empty_channels"] and not list(thermometer)
+        assert f["RawData"].attrs["default"] == "Detector000"
+        with h5py.File(src, "r") as g:
+            np.testing.assert_array_equal(f["streamsave/durable_frames"][()], g["streamsave/durable_frames"][()])
+
+
+@pytest.mark.parametrize("case", [crash_run.Case(True, "blosc2-lz4", "stream"),
+                                  crash_run.Case(False, "none", "stream")], ids=str)
+def test_killed_writer_recovers(tmp_path: Path, case: crash_run.Case) -> None:
+    outcome = crash_run.run_case(case, tmp_path / "killed.h5", random.Random(3))
+    assert outcome.failures == []
+    assert outcome.killed and outcome.verified > 0
+    assert "Idle/never" not in channel_paths(tmp_path / "killed.rec.h5")
+
+
+def test_pymodaq_file(tmp_path: Path) -> None:
+    pytest.importorskip("pymodaq_data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pymodaq_data.data import DataRaw, DataToExport
+        from pymodaq_data.h5modules.data_saving import DataLoader, DataToExportTimedSaver
+        from pymodaq_data.h5modules.saving import H5SaverLowLevel
+
+        h5saver = H5SaverLowLevel(save_type="detector", backend="h5py")
+        h5saver.init_file(tmp_path / "pymodaq.h5", new_file=True)
+        node = h5saver.add_det_group(h5saver.raw_group, title="Detector")
+        saver = DataToExportTimedSaver(h5saver)
+        for i in range(7):
+            saver.add_data(node, DataToExport("det", data=[DataRaw("ch", data=[np.full(8, float(i))])]))
+        h5saver.close_file()
+    report = recover(tmp_path / "pymodaq.h5", tmp_path / "out.h5")
+    assert [(c.name, c.frames_kept) for c in report.channels] == [("Detector/ch", 7)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with DataLoader(tmp_path / "out.h5") as loader:
+            dwa = loader.load_data("/RawData/Detector000/Data1D/CH00/EnlData00")
+            np.testing.assert_array_equal(dwa.data[0][:, 0], np.arange(7.0))
+
+
+# ---------------------------------------------------------------------------- hostile inputs
+def refused(src: Path, dst: Path, match: str, **kwargs: Any) -> None:
+    before = digest(src) if src.is_file() else None
+    existed = dst.exists()
+    with pytest.raises(RecoveryError, match=match):
+        recover(src, dst, **kwargs)
+    assert (digest(src) if src.is_file() else None) == before
+    assert dst.exists() == existed
+    assert not dst.parent.is_dir() or not [p for p in dst.parent.iterdir() if ".recovering-" in p.name]
+
+
+def test_random_bytes_missing_path_and_directory(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(random.Random(1).randbytes(100_000))
+    refused(junk, tmp_path / "out.h5", "not an HDF5 file")
+    refused(tmp_path / "missing.h5", tmp_path / "out.h5", "does not exist")
+    refused(tmp_path, tmp_path / "out.h5", "not a file")
+    empty = tmp_path / "empty.h5"
+    empty.touch()
+    refused(empty, tmp_path / "out.h5", "not an HDF5 file")
+
+
+@pytest.mark.parametrize("swmr", [True, False])
+def test_truncated_file(tmp_path: Path, swmr: bool) -> None:
+    """Each cut gives a RecoveryError, or (when what is lost is not needed) a file whose
+    channels hold a prefix of the original frames."""
+    path = record(tmp_path / "whole.h5", swmr=swmr)
+    whole = path.read_bytes()
+    for length in (8, 100, 1000, 4096, len(whole) // 3, len(whole) // 2, len(whole) - 1):
+        cut = tmp_path / f"cut{length}.h5"
+        cut.write_bytes(whole[:length])
+        try:
+            report = recover(cut, tmp_path / "out.h5", overwrite=True)
+        except RecoveryError as exc:
+            assert "cannot" in str(exc) or "not an HDF5" in str(exc) or "no readable /RawData" in str(exc)
+            continue
+        finally:
+            assert cut.read_bytes() == whole[:length]
+        for chan in report.channels:
+            if chan.frames_kept:
+                frames, times = read_channel(report.destination, chan.name)
+                original, original_times = read_channel(path, chan.name)
+                np.testing.assert_array_equal(frames, original[:len(frames)])
+                np.testing.assert_array_equal(times, original_times[:len(frames)])
+
+
+def test_other_hdf5_files(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        for i in range(20):
+            group = f.require_group("/".join(f"g{rng.randrange(4)}" for _ in range(rng.randrange(1, 4))))
+            group.create_dataset(f"d{i}", data=np.arange(rng.randrange(1, 50)))
+    refused(other, tmp_path / "out.h5", "no readable /RawData group: it is not a streamsave or PyMoDAQ file")
+    fake = tmp_path / "fake.h5"
+    with h5py.File(fake, "w") as f:
+        f["RawData"] = np.arange(3)
+    refused(fake, tmp_path / "out.h5", "no readable /RawData group")
+
+
+def test_output_checks(tmp_path: Path) -> None:
+    src = record(tmp_path / "run.h5")
+    out = tmp_path / "out.h5"
+    out.write_bytes(b"keep me")
+    refused(src, out, "already exists")
+    assert out.read_bytes() == b"keep me"
+    refused(src, src, "is the input file")
+    refused(src, src, "is the input file", overwrite=True)
+    (tmp_path / "link.h5").symlink_to(src)
+    refused(src, tmp_path / "link.h5", "is the input file", overwrite=True)
+    refused(src, tmp_path / "no" / "such" / "dir.h5", "does not exist")
+    refused(src, tmp_path, "is a directory", overwrite=True)
+    assert recover(src, out, overwrite=True).frames_kept == sum(n for _, _, n in SPECS.values())
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_recover(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = record(tmp_path / "run.h5", compression=None)
+    assert main(["recover", str(src), "-o", str(tmp_path / "out.h5")]) == 0
+    out = capsys.readouterr().out
+    assert "Camera/image" in out and "Thermometer/T" in out and "journal" in out
+    assert main(["recover", str(src), "-o", str(tmp_path / "out.h5")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("streamsave: error: ") and "already exists" in err and "Traceback" not in err
+    assert main(["recover", str(src), "-o", str(tmp_path / "out.h5"), "--overwrite"]) == 0
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(os.urandom(1000))
+    assert main(["recover", str(junk), "-o", str(tmp_path / "x.h5")]) == 1
+    assert "not an HDF5 file" in capsys.readouterr().err
+    assert main(["recover", str(src)]) == 2  # -o is required

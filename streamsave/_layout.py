@@ -368,6 +368,7 @@ class Layout:
     ) -> dict[str, AttrValue]:
         return {
             "CLASS": "EARRAY", "TITLE": name, "EXTDIM": encode(0), "shape": encode((0, *stored_shape(shape))),
+            "frames_dropped": encode(0), "frames_rejected": encode(0),
             "data_type": "data_enlargeable", "data_dimension": dim_group(len(shape)),
             "distribution": "spread", "label": encode(label or name), "units": encode(units),
             "timestamp": encode(_dt.datetime.now().timestamp()), "nav_indexes": encode((0,)),

@@ -465,17 +465,23 @@ class Writer:
 
     def _finish(self) -> None:
         """Final attributes, removal of channels that never stored a frame (PyMoDAQ's
-        loader cannot load an empty one), then close (and fsync) the file."""
+        loader cannot load an empty one), then close (and fsync) the file.
+
+        The final attributes are rewritten in place, in SWMR mode too (every one of
+        them exists from the start), so a writer killed while closing leaves a file
+        SWMR readers still open. Only when empty channels must be removed, which SWMR
+        forbids, is the file reopened without SWMR for that.
+        """
         backend = self.backend
         assert backend is not None and self.layout is not None
-        if self.swmr_started:
-            backend.close()
-            backend = self.backend = self.config.open_backend(mode="r+")
         empty = [s.channel.paths.group for s in self.streams if s.channel._written == 0]
         for stream in self.streams:
             if stream.channel._written:
                 self._write_final_attrs(stream)
         if empty:
+            if self.swmr_started:
+                backend.close()
+                backend = self.backend = self.config.open_backend(mode="r+")
             self.layout.drop_empty(backend, empty)
         self.backend = None
         backend.close(fsync=self.config.fsync)

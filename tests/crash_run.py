@@ -108,8 +108,9 @@ def known_writer_issue(case: Case) -> str | None:
     Found by this harness; see the docstrings of ``tests/test_crash_harness.py``.
     """
     if case.swmr and case.moment == "close":
-        return ("at close the writer reopens the SWMR file read-write without SWMR; killed then, the v3 "
-                "superblock says 'open for write' and no reader opens the file (h5clear needed)")
+        return ("this writer has a channel that never gets a frame: to remove it at close, the writer reopens "
+                "the SWMR file read-write without SWMR; killed then, the v3 superblock says 'open for write' "
+                "and no reader opens the file (h5clear needed)")
     return None
 
 

@@ -7,10 +7,12 @@ close. The seed is random unless ``STREAMSAVE_CRASH_SEED`` is set; failures prin
 
 One kind of case loses frames the writer had reported durable, through no fault of
 recovery, and is expected to fail until the writer is fixed
-(``crash_run.known_writer_issue`` says why): SWMR files killed during close. The
-writer reopens the file ``r+`` without SWMR to finish attributes and drop empty
-channels; killed in that window (milliseconds), the file is marked open for writing
-and no reader opens it until ``h5clear -s --increment`` is run on it.
+(``crash_run.known_writer_issue`` says why): SWMR files that hold a channel which
+never received a frame, killed during close. SWMR forbids deleting objects, so the
+writer reopens such a file ``r+`` without SWMR to drop the empty channel; killed in
+that window (milliseconds), the file is marked open for writing and no reader opens
+it until ``h5clear -s --increment`` is run on it. (Files without empty channels keep
+SWMR to the end: their final attributes are rewritten in place.)
 
 (A second one, plain files with compression losing the last flush's chunks because
 HDF5 reused freed space at once, was fixed by creating such files with

@@ -114,8 +114,3 @@ class ChunkEncoder:
         frame: bytes = schunk.to_cframe()
         return frame
 
-
-def ratio(raw: int, stored: int) -> float:
-    """Compression ratio raw/stored; 1.0 before anything was stored."""
-    return raw / stored if stored else 1.0
-

@@ -128,9 +128,6 @@ class Saver:
             raise self._failure
         raise SaverClosedError(f"the saver for {str(self.path)!r} is {self._state}; no more frames are accepted")
 
-    def _pending_layout_empty(self) -> bool:
-        return not self._pending_layout
-
     def _publish(self, event: Event) -> None:
         """Deliver an event to subscribers (any thread; never waits)."""
         if self._hub.subscriptions or isinstance(event, FileClosed | WriterFailed):

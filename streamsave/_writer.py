@@ -273,7 +273,7 @@ class Writer:
                     for event in requests:
                         saver._waker.call(event.set)
                 next_flush = time.monotonic() + cfg.flush_interval
-                if closing and all(not s.channel._entries for s in self.streams) and saver._pending_layout_empty():
+                if closing and all(not s.channel._entries for s in self.streams) and not saver._pending_layout:
                     self._progress()
                     return
             if now >= next_progress:

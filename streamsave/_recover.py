@@ -213,17 +213,31 @@ def _envelope(value: Any) -> object:
         return None
 
 
+def _attr(node: h5py.HLObject, key: str) -> Any:
+    """An attribute's value, or ``None`` when it is missing or cannot be read: a writer
+    killed mid-flush can leave an attribute pointing at heap space never written."""
+    try:
+        return node.attrs.get(key)
+    except OSError:
+        return None
+
+
 def _shape_attr(node: h5py.HLObject) -> tuple[int, ...] | None:
     """The ``shape`` attribute as a tuple of non-negative ints, or ``None``."""
-    shape = _envelope(node.attrs.get("shape"))
+    shape = _envelope(_attr(node, "shape"))
     if isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape):
         return cast(tuple[int, ...], shape)
     return None
 
 
 def _copy_attrs(src: h5py.HLObject, dst: h5py.HLObject) -> None:
+    """Copy every readable attribute; one damaged by the crash is left out (recovery
+    rewrites the ones it needs, such as ``shape``, from the data)."""
     for key in src.attrs:
-        value = src.attrs[key]
+        try:
+            value = src.attrs[key]
+        except OSError:
+            continue
         try:
             dst.attrs.create(key, value, dtype=src.attrs.get_id(key).dtype)
         except (TypeError, ValueError):

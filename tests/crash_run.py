@@ -102,26 +102,10 @@ def cases() -> list[Case]:
     return [Case(swmr, codec, moment) for moment in MOMENTS for swmr in (True, False) for codec in CODECS]
 
 
-def known_writer_issue(case: Case) -> str | None:
-    """Why the writer (not recovery) can lose durable frames in this case, or ``None``.
-
-    Found by this harness; see the docstrings of ``tests/test_crash_harness.py``.
-    """
-    if case.swmr and case.moment == "close":
-        return ("this writer has a channel that never gets a frame: to remove it at close, the writer reopens "
-                "the SWMR file read-write without SWMR; killed then, the v3 superblock says 'open for write' "
-                "and no reader opens the file (h5clear needed)")
-    return None
-
-
-def run(kills: int, seed: int, workdir: Path, *, keep_failed: bool = False, known: bool | None = None) -> Summary:
-    """Run cases round-robin (in a seeded random order) until ``kills`` writers were killed.
-
-    :param known: only the cases with a known writer issue (True), only the others
-        (False), or all (None).
-    """
+def run(kills: int, seed: int, workdir: Path, *, keep_failed: bool = False) -> Summary:
+    """Run cases round-robin (in a seeded random order) until ``kills`` writers were killed."""
     rng = random.Random(seed)
-    matrix = [c for c in cases() if known is None or (known_writer_issue(c) is not None) == known]
+    matrix = list(cases())
     rng.shuffle(matrix)
     summary = Summary(seed)
     while summary.kills < kills and len(summary.outcomes) < 3 * kills + len(matrix):
@@ -298,15 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=200)
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep failed runs' files here")
-    parser.add_argument("--skip-known", action="store_true", help="leave out cases with a known writer issue")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else time.time_ns() % 2**32
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        summary = run(args.kills, seed, workdir, keep_failed=args.workdir is not None,
-                      known=False if args.skip_known else None)
+        summary = run(args.kills, seed, workdir, keep_failed=args.workdir is not None)
     print(summary.text(time.perf_counter() - started))
     return 1 if summary.failures else 0
 

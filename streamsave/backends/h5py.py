@@ -35,7 +35,7 @@ class H5pyBackend(Backend):
 
     :param path: the file.
     :param mode: ``"w-"`` create, failing if the file exists; ``"w"`` create or
-        truncate; ``"r+"`` open an existing file for update.
+        truncate; ``"r+"`` open an existing file for update (in SWMR mode if ``swmr``).
     :param swmr: the file will switch to SWMR mode (chooses the format bounds).
     :raises OSError: if the file cannot be created or opened (h5py's error).
     """
@@ -55,8 +55,10 @@ class H5pyBackend(Backend):
             # SIGKILL harness). Never reusing freed space costs at most the superseded copies of
             # partial chunks, one per channel per flush.
             options = {"fs_strategy": "none", "fs_persist": False}
-        self._file: h5py.File | None = h5py.File(path, mode, libver=SWMR_LIBVER if swmr else PLAIN_LIBVER,
-                                                 **options)
+        if mode == "r+" and swmr:
+            self._file: h5py.File | None = _open_swmr_write(path)
+        else:
+            self._file = h5py.File(path, mode, libver=SWMR_LIBVER if swmr else PLAIN_LIBVER, **options)
         self._datasets: dict[str, h5py.Dataset] = {}
         self._writeback = _Writeback(self._file)
 
@@ -172,6 +174,16 @@ class H5pyBackend(Backend):
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _open_swmr_write(path: os.PathLike[str] | str) -> h5py.File:
+    """Reopen an SWMR file for writing *in SWMR mode*: a plain read-write open would mark
+    the superblock "open for writing", and a writer killed then would leave a file no
+    reader opens until ``h5clear`` is run; opened this way, SWMR readers still open it."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, fapl=fapl)
+    return h5py.File(fid)
 
 
 class _Writeback:

@@ -298,7 +298,7 @@ class Writer:
                 self.streams.append(_Stream(ch, ChunkEncoder(self.config.compression, ch.dtype.itemsize)))
                 saver._publish(ChannelCreated(
                     channel=ch.full_name, path=str(self.config.path), dataset=ch.paths.data, time_axis=ch.paths.time,
-                    frame_shape=ch.shape, dtype=ch.dtype.name, chunk_shape=(ch.chunk_frames, *ch.stored_shape)))
+                    frame_shape=ch.shape, dtype=ch.dtype.name, chunk_shape=ch.chunk_shape))
         if self.journal is None and saver._frozen and not saver._pending_layout:
             self.journal = [s.channel.paths.data for s in self.streams]
             self.layout.add_journal(self.journal)
@@ -404,7 +404,10 @@ class Writer:
         assert backend is not None
         self._apply_layout()
         for stream in self.streams:
-            self._collect(stream)  # frames pushed before the flush was requested are included
+            ch = stream.channel
+            queued = ch._entered  # every frame queued before the flush was requested is included
+            while self._collect(stream) and ch._taken + ch._evicted < queued:
+                pass
             if stream.m and stream.dirty:
                 self._seal(stream, final=False)
         self._write_ready(wait=True)

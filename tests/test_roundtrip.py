@@ -240,3 +240,25 @@ async def test_blocks_of_one_frame(h5path: Path, shape: tuple[int, ...]) -> None
     data, ts = read_channel(h5path, "D/c")
     np.testing.assert_array_equal(data.reshape(3, -1)[:, 0], [7, 8, 9])
     assert ts[:2].tolist() == [5.0, 6.0]
+
+
+async def test_flush_includes_a_backlog_larger_than_the_pipeline(h5path: Path) -> None:
+    """``flush()`` makes every accepted frame durable, even when more are queued than the
+    writer takes in one cycle (chunk_frames x max_inflight)."""
+    async with streamsave.open_saver(h5path, flush_interval=3600, max_inflight=2) as saver:
+        ch = saver.add_detector("D").add_channel("c", shape=(4,), chunk_frames=3, queue_size=500)
+        for i in range(400):  # 400 queue entries, not one block the writer would take at once
+            ch.push_nowait(np.full(4, float(i)))
+        assert (await saver.flush())["D/c"] == 400
+        with h5py.File(h5path, "r", swmr=True) as f:
+            assert f["RawData/Detector000/Data1D/CH00/EnlData00"].shape[0] == 400
+
+
+async def test_channel_created_event_reports_the_tiled_chunk_shape(h5path: Path) -> None:
+    saver = await streamsave.Saver.open(h5path, chunk_bytes=4096)
+    async with saver.subscribe() as events:
+        ch = saver.add_detector("Big").add_channel("img", shape=(100, 33), dtype="uint16")
+        await ch.push(np.zeros((100, 33), "uint16"))
+        await saver.aclose()
+        created = [e async for e in events if isinstance(e, streamsave.ChannelCreated)]
+    assert created[0].chunk_shape == ch.chunk_shape == (1, 50, 33)

@@ -432,14 +432,22 @@ def _channel_row(detector: Any, group: Any, data: Any) -> tuple[str, ...]:
 
     time_ds = next((group[k] for k in group if isinstance(group[k], h5py.Dataset)
                     and _attr(group[k], "label") == "time"), None)
-    span = ""
-    if time_ds is not None and time_ds.shape and time_ds.shape[0] > 1:
-        span = f"{float(time_ds[-1]) - float(time_ds[0]):.3f}"
+    span = _time_span(time_ds[()]) if time_ds is not None and time_ds.shape and time_ds.shape[0] > 1 else ""
     shape = "scalar" if data.shape[1:] == (1,) and _attr(data, "data_dimension") == "Data0D" else str(data.shape[1:])
     compression = _attr(data, "compression") or (str(data.compression) if data.compression else "none")
     name = f"{_attr(detector, 'TITLE', detector.name)}/{_attr(group, 'TITLE', group.name)}"
     return (name, data.name, f"{data.shape[0]:,}", shape, str(data.dtype), _attr(data, "units"), compression, span)
 
+
+def _time_span(times: npt.NDArray[Any]) -> str:
+    """From the earliest to the latest timestamp (never negative: timestamps a program
+    gave may go backwards), noting when they are not in order."""
+    times = np.asarray(times, dtype=np.float64)
+    finite = times[np.isfinite(times)]
+    if finite.size < 2:
+        return ""
+    span = f"{float(finite.max()) - float(finite.min()):.3f}"
+    return span if bool(np.all(times[1:] >= times[:-1])) else f"{span} (not in order)"
 
 
 def _recover(src: Path, dst: Path, overwrite: bool) -> int:

@@ -162,6 +162,29 @@ def test_info_lists_channels(recorded: tuple[Path, subprocess.CompletedProcess[s
     assert "scalar" in result.stdout
 
 
+def test_info_time_span_is_never_negative(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timestamps a program gives may go backwards: the span is from the earliest to the
+    latest, and the table says they are not in order."""
+    import numpy as np
+
+    import streamsave.sync
+
+    path = tmp_path / "backwards.h5"
+    with streamsave.sync.open_saver(path) as saver:
+        det = saver.add_detector("Clock")
+        back, ordered = det.add_channel("back"), det.add_channel("ordered")
+        back.push_many(np.arange(4.0), timestamps=[1.7e9 + 10, 1.7e9 + 2.5, 1.7e9, 1.7e9 + 4])
+        ordered.push_many(np.arange(3.0), timestamps=[1.7e9, 1.7e9 + 1, 1.7e9 + 2])
+    monkeypatch.setenv("COLUMNS", "200")  # no cell abbreviated
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    back_line = next(line for line in out.splitlines() if "Clock/back" in line)
+    ordered_line = next(line for line in out.splitlines() if "Clock/ordered" in line)
+    assert "10.000 (not in order)" in back_line and "-" not in back_line
+    assert ordered_line.rstrip().endswith("2.000")
+
+
 def test_info_on_a_missing_file(tmp_path: Path) -> None:
     result = streamsave("info", tmp_path / "nope.h5")
     assert result.returncode == 1

@@ -7,12 +7,18 @@ that never got a frame make PyMoDAQ's loader fail. :func:`recover` only reads su
 file and writes a new one that any HDF5 reader, PyMoDAQ and NeXus viewers open:
 
 * each channel keeps ``min(promise, frames in its data, frames in its time axis)``; the
-  promise is the last row of the durability journal (``/streamsave/durable_frames``,
-  one row per flush), or for channels it does not list the ``shape`` attribute;
-* it is cut further at the first chunk never stored (or past the end of the file), at
-  a last chunk that does not decode, and at the first timestamp that goes backwards;
-* chunks are copied as stored, attributes as they are, except the lengths (``shape``,
+  promise is the last row of the durability journal (``/streamsave/durable_frames``: one
+  row rewritten at every flush, or in older files one row added per flush), or for
+  channels it does not list the ``shape`` attribute;
+* it is cut further at the first chunk never stored (or past the end of the file) and
+  at a last chunk that does not decode;
+* chunks are copied as stored, with their filter masks (a partly filled chunk may be
+  stored without compression), attributes as they are, except the lengths (``shape``,
   ``size``); channels left without frames are removed as the writer does at close.
+
+Recovery trusts the journal and the chunks, never the order of the timestamps: a
+program may give timestamps that go backwards (its own clock, several producers on
+one channel), and they are stored as given.
 """
 
 from __future__ import annotations
@@ -267,8 +273,6 @@ def _plan_channel(group: h5py.Group, promised: dict[str, int]) -> _Plan:
             _limit(plan, ds.shape[0], f"{what} extent")
             _limit(plan, _first_missing_chunk(ds, plan.kept), "missing chunk")
             _limit(plan, _last_chunk_readable(ds, plan.kept), "damaged chunk")
-    if time is not None:
-        _limit(plan, _first_bad_time(time, plan.kept), "timestamps out of order")
     return plan
 
 
@@ -351,14 +355,6 @@ def _last_chunk_readable(ds: h5py.Dataset, frames: int) -> int:
     except _H5_ERRORS:
         return start
     return frames
-
-
-def _first_bad_time(time: h5py.Dataset, frames: int) -> int:
-    """The first timestamp that is not finite or goes backwards (else ``frames``)."""
-    t = time[:frames]
-    bad = ~np.isfinite(t)
-    bad[1:] |= t[1:] < t[:-1]
-    return int(np.argmax(bad)) if bad.any() else frames
 
 
 def _chunk_offsets(ds: h5py.Dataset, frames: int) -> Iterator[tuple[int, ...]]:

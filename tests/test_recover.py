@@ -93,7 +93,7 @@ def tamper(src: Path, dst: Path, *, journal: dict[str, int], grow: int) -> Path:
         for name, n in journal.items():
             row[columns.index(paths[name] + "/EnlData00")] = n
         f["streamsave/durable_frames"][-1] = row
-        for name in SPECS:
+        for name in paths:
             for key in ("EnlData00", "Axis00"):
                 ds = f[paths[name]][key]
                 ds.resize(ds.shape[0] + grow, axis=0)
@@ -156,6 +156,117 @@ def test_pymodaq_file(tmp_path: Path) -> None:
         with DataLoader(tmp_path / "out.h5") as loader:
             dwa = loader.load_data("/RawData/Detector000/Data1D/CH00/EnlData00")
             np.testing.assert_array_equal(dwa.data[0][:, 0], np.arange(7.0))
+
+
+# ---------------------------------------------------------------------------- timestamps out of order
+N_BACK = 3000
+BACKWARDS = {  # channel -> timestamps of frames 0, 1, 2... (none of them in order)
+    "Clock/reversed": 1.7e9 + np.arange(N_BACK, 0, -1) * 1e-3,
+    "Clock/steps": 1.7e9 + (np.arange(N_BACK) % 700) * 1e-3,  # steps back every 700 frames
+    "Clock/shuffled": 1.7e9 + np.random.default_rng(11).permutation(N_BACK) * 1e-3,
+    "Clock/same": np.full(N_BACK, 1.7e9),
+}
+IMAGES = np.arange(400 * 64, dtype=np.uint16).reshape(400, 8, 8)
+
+
+async def record_backwards(path: Path, compression: str | None, swmr: bool) -> None:
+    """Scalars ``0., 1., 2., ...`` stamped as :data:`BACKWARDS` says, and :data:`IMAGES`
+    whose first frame is stamped now (by streamsave), the others in 2023 (by the
+    program); flushed every 250 iterations, closed cleanly."""
+    async with streamsave.open_saver(path, compression=compression, swmr=swmr, chunk_bytes=4096,
+                                     fsync=False) as saver:
+        clock = saver.add_detector("Clock")
+        scalars = {name: clock.add_channel(name.split("/")[1]) for name in BACKWARDS}
+        camera = saver.add_detector("Camera").add_channel("image", shape=(8, 8), dtype="uint16")
+        await camera.push(IMAGES[0])
+        for i in range(N_BACK):
+            for name, ch in scalars.items():
+                await ch.push(float(i), timestamp=float(BACKWARDS[name][i]))
+            if i + 1 < len(IMAGES):
+                await camera.push(IMAGES[i + 1], timestamp=1.7e9 + i)
+            if i % 250 == 0:
+                await saver.flush()
+
+
+@pytest.mark.parametrize(("compression", "swmr"), [(None, True), ("blosc2-lz4", False), ("blosc2-zstd", True)])
+async def test_timestamps_going_backwards_keep_every_frame(tmp_path: Path, compression: str | None,
+                                                           swmr: bool) -> None:
+    src = tmp_path / "backwards.h5"
+    await record_backwards(src, compression, swmr)
+    image_times = read_channel(src, "Camera/image")[1]
+    assert image_times[0] > 1.7e9 + 1e6 and np.all(np.diff(image_times[1:]) > 0)  # the step back is in the file
+    crashed = tamper(src, tmp_path / "crashed.h5", journal={}, grow=40)  # data past the journal's promise
+    for path in (src, crashed):
+        report = recover(path, tmp_path / "out.h5", overwrite=True)
+        assert {c.name: (c.frames_kept, c.limited_by) for c in report.channels} == {
+            **dict.fromkeys(BACKWARDS, (N_BACK, "journal")), "Camera/image": (len(IMAGES), "journal")}
+        for name, times in BACKWARDS.items():
+            frames, kept_times = read_channel(report.destination, name)
+            np.testing.assert_array_equal(frames[:, 0], np.arange(N_BACK, dtype=np.float64))
+            np.testing.assert_array_equal(kept_times, times)
+        frames, kept_times = read_channel(report.destination, "Camera/image")
+        np.testing.assert_array_equal(frames, IMAGES)
+        np.testing.assert_array_equal(kept_times, image_times)
+
+
+async def _push_from_producers(src: Path, per_thread: int, per_task: int) -> None:
+    """Frames ``p * 1e6 + i``: threads ``p`` = 0-3 call ``push_from_thread``, tasks 4-6 ``await push``."""
+    import threading
+
+    import anyio
+    import anyio.lowlevel
+
+    async with streamsave.open_saver(src, compression="blosc2-lz4", swmr=False, chunk_bytes=4096,
+                                     flush_interval=0.01, fsync=False) as saver:
+        ch = saver.add_detector("Counter").add_channel("n", dtype="float64")
+
+        def thread(p: int) -> None:
+            for i in range(per_thread):
+                ch.push_from_thread(p * 1e6 + i)
+
+        async def task(p: int) -> None:
+            for i in range(per_task):
+                await ch.push(p * 1e6 + i)
+                if i % 7 == 0:
+                    await anyio.lowlevel.checkpoint()
+
+        def join() -> None:
+            for t in threads:
+                t.join()
+
+        threads = [threading.Thread(target=thread, args=(p,)) for p in range(4)]
+        for t in threads:
+            t.start()
+        async with anyio.create_task_group() as tg:
+            for p in range(4, 7):
+                tg.start_soon(task, p)
+            tg.start_soon(anyio.to_thread.run_sync, join)
+
+
+async def test_several_producers_on_one_channel_keep_every_frame(tmp_path: Path) -> None:
+    """4 threads and 3 tasks push into one 0D channel with streamsave's own timestamps:
+    the frames interleave, so their timestamps need not be in order in the file. Threads
+    switch often (every 10 us) so that they interleave finely."""
+    import sys
+
+    src = tmp_path / "producers.h5"
+    per_thread, per_task = 2500, 3334
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        await _push_from_producers(src, per_thread, per_task)
+    finally:
+        sys.setswitchinterval(switch)
+    expected = np.sort(np.concatenate([p * 1e6 + np.arange(per_thread if p < 4 else per_task) for p in range(7)]))
+    total = 4 * per_thread + 3 * per_task
+    report = recover(src, tmp_path / "out.h5")
+    assert [(c.name, c.frames_kept, c.limited_by) for c in report.channels] == [("Counter/n", total, "journal")]
+    frames, times = read_channel(report.destination, "Counter/n")
+    np.testing.assert_array_equal(np.sort(frames[:, 0]), expected)
+    for p in range(7):  # each producer's frames in the order it pushed them
+        mine = frames[(frames[:, 0] >= p * 1e6) & (frames[:, 0] < (p + 1) * 1e6), 0]
+        np.testing.assert_array_equal(mine, p * 1e6 + np.arange(len(mine)))
+    np.testing.assert_array_equal(times, read_channel(src, "Counter/n")[1])
 
 
 # ---------------------------------------------------------------------------- hostile inputs

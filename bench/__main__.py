@@ -1,6 +1,6 @@
 """Command line: ``python -m bench [run] [--quick] [--only NAME...] [--soak SECONDS]
-[--repeat N] [--out PATH]``, ``python -m bench compare A.json B.json`` and
-``python -m bench plot RESULT.json -o PNG``."""
+[--repeat N] [--out PATH] [--against REV] [--engine REV]``, ``python -m bench compare
+A.json B.json`` and ``python -m bench plot RESULT.json -o PNG``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=None,
                    help="where to write benchmark files (default: a temporary directory on "
                         "the repository's filesystem)")
+    p.add_argument("--against", metavar="REV", default=None,
+                   help="also run the hot-path scenarios (or the --only selection) over the "
+                        "engine of commit REV, from a temporary git worktree, alternating with "
+                        "this checkout's each round; reports both and after/before ratios")
+    p.add_argument("--engine", metavar="REV", default=None,
+                   help="measure the engine of commit REV (from a temporary git worktree) "
+                        "instead of this checkout's working tree; with --against, this is "
+                        "the 'after' side")
     p.add_argument("--list", action="store_true", help="list the benchmark names and exit")
     return p
 
@@ -61,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in select(None, 1.0):
             print(name)
         return 0
+    if args.against is not None and args.soak > 0:
+        raise SystemExit("--soak cannot be combined with --against")
     repeats = args.repeat or (1 if args.quick else 3)
-    run(args.quick, repeats, args.only, args.soak, args.out, args.dir, argv)
+    run(args.quick, repeats, args.only, args.soak, args.out, args.dir, argv,
+        against=args.against, engine=args.engine)
     return 0
 
 

@@ -3,66 +3,184 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ._common import Entry
+from ._filesize import ALLOWANCE, COMPRESSED_FACTOR, SIZE_FACTOR
 
-# name -> (numerator entry, its field, denominator entry or None, its field, what it is)
-TARGETS: Final[dict[str, tuple[str, str, str | None, str, str]]] = {
-    "2d_uncompressed_vs_odirect": (
+
+class Target(NamedTuple):
+    """A tracked figure: ``num.num_field`` (divided by ``den.den_field`` when ``den`` is
+    set); with ``limit`` (``(">=" or "<=", bound)``) it passes or fails."""
+
+    num: str
+    num_field: str
+    den: str | None
+    den_field: str
+    what: str
+    limit: tuple[str, float] | None = None
+
+
+TARGETS: Final[dict[str, Target]] = {
+    "2d_uncompressed_vs_odirect": Target(
         "ss_2d_none", "mb_per_s", "odirect_write", "mb_per_s",
         "2D 512x512 uncompressed MB/s / O_DIRECT device MB/s"),
-    "2d_lz4_vs_blosc2_alone": (
+    "2d_lz4_vs_blosc2_alone": Target(
         "ss_2d_lz4", "mb_per_s", "blosc2_lz4", "mb_per_s",
         "2D 512x512 blosc2-lz4 MB/s / blosc2 alone LZ4 MB/s (all cores)"),
-    "2d_zstd1bit_vs_blosc2_alone": (
+    "2d_zstd1bit_vs_blosc2_alone": Target(
         "ss_2d_zstd1bit", "mb_per_s", "blosc2_zstd1bit", "mb_per_s",
         "2D 512x512 zstd-1+bitshuffle MB/s / blosc2 alone ZSTD-1 MB/s"),
-    "1d_frames_per_s": ("ss_1d", "frames_per_s", None, "", "1D 2048 float64 frames/s"),
-    "0d_push_per_s": ("ss_0d_push", "frames_per_s", None, "", "0D values/s, one await push each"),
-    "0d_push_many_values_per_s": (
+    "1d_frames_per_s": Target("ss_1d", "frames_per_s", None, "", "1D 2048 float64 frames/s"),
+    "0d_push_per_s": Target("ss_0d_push", "frames_per_s", None, "",
+                            "0D values/s, one await push each", (">=", 200_000.0)),
+    "0d_push_many_values_per_s": Target(
         "ss_0d_push_many", "frames_per_s", None, "", "0D values/s with push_many blocks"),
-    "2d_vs_pymodaq": (
+    "2d_vs_pymodaq": Target(
         "ss_2d_none", "frames_per_s", "pymodaq_2d512", "frames_per_s",
         "streamsave 2D uncompressed frames/s / PyMoDAQ continuous saver 2D frames/s"),
-    "1d_vs_pymodaq": (
+    "1d_vs_pymodaq": Target(
         "ss_1d", "frames_per_s", "pymodaq_1d", "frames_per_s",
         "streamsave 1D frames/s / PyMoDAQ continuous saver 1D frames/s"),
-    "16ch_aggregate_vs_single": (
+    "16ch_aggregate_vs_single": Target(
         "ss_16x1d", "frames_per_s", "ss_1d", "frames_per_s",
         "16 detectors x 1D aggregate frames/s / one 1D channel frames/s"),
-    "swmr_off_vs_on": (
+    "swmr_off_vs_on": Target(
         "ss_2d_lz4_swmr_off", "mb_per_s", "ss_2d_lz4", "mb_per_s", "2D lz4 MB/s, SWMR off / on"),
-    "flush01_vs_flush1": (
+    "flush01_vs_flush1": Target(
         "ss_2d_lz4_flush01", "mb_per_s", "ss_2d_lz4", "mb_per_s",
         "2D lz4 MB/s, flush_interval 0.1 s / 1.0 s"),
-    "subscribers3_vs_0": (
+    "subscribers3_vs_0": Target(
         "ss_2d_lz4_sub3", "mb_per_s", "ss_2d_lz4", "mb_per_s",
         "2D lz4 MB/s with 3 event subscribers / none"),
+    **{f"fsync_flush_vs_close_{case}": Target(
+        f"ss_fsync_{case}_flush", "mb_per_s", f"ss_fsync_{case}_close", "mb_per_s",
+        f"{what}, flush_interval {interval}: MB/s with fsync='flush' / default (fsync at close)")
+       for case, what, interval in (("2d_lz4_f1", "2D lz4", "1.0 s"), ("2d_lz4_f01", "2D lz4", "0.1 s"),
+                                    ("1d_f1", "1D", "1.0 s"), ("1d_f01", "1D", "0.1 s"))},
 }
+
+# slow sensor file size (bench/_filesize.py): entry -> what it is
+SIZE_TARGETS: Final = {"size_slow_0d": "0D float64, 1 value per flush",
+                       "size_slow_1d": "1D 2048 float64, 1 frame per flush"}
+
+
+def _passes(value: float | None, limit: tuple[str, float] | None) -> bool | None:
+    if value is None or limit is None:
+        return None
+    op, bound = limit
+    return value >= bound if op == ">=" else value <= bound
+
+
+def _item(value: float | None, what: str, num: str, den: str | None,
+          limit: tuple[str, float] | None) -> dict[str, Any]:
+    return {"value": value, "what": what, "numerator": num, "denominator": den,
+            "limit": f"{limit[0]} {limit[1]:g}" if limit else None, "pass": _passes(value, limit)}
 
 
 def compute_targets(entries: Sequence[Entry]) -> dict[str, dict[str, Any]]:
     by_name = {e.name: e for e in entries}
     out: dict[str, dict[str, Any]] = {}
-    for key, (num, num_field, den, den_field, what) in TARGETS.items():
-        item: dict[str, Any] = {"value": None, "what": what, "numerator": num,
-                                "denominator": den}
-        a = by_name.get(num)
-        b = by_name.get(den) if den else None
-        x = getattr(a, num_field) if a and not a.skipped else None
-        y = getattr(b, den_field) if b and not b.skipped else None
+    for key, t in TARGETS.items():
+        item = _item(None, t.what, t.num, t.den, t.limit)
+        a = by_name.get(t.num)
+        b = by_name.get(t.den) if t.den else None
+        x = getattr(a, t.num_field) if a and not a.skipped else None
+        y = getattr(b, t.den_field) if b and not b.skipped else None
         if x is None:
-            item["reason"] = f"{num} not run" if a is None else f"{num}: {a.skipped or 'no value'}"
-        elif den is None:
-            item["value"] = x
+            item["reason"] = f"{t.num} not run" if a is None else f"{t.num}: {a.skipped or 'no value'}"
+        elif t.den is None:
+            item = _item(x, t.what, t.num, t.den, t.limit)
         elif y is None or y == 0:
-            item["reason"] = f"{den} not run" if b is None else f"{den}: {b.skipped or 'no value'}"
+            item["reason"] = f"{t.den} not run" if b is None else f"{t.den}: {b.skipped or 'no value'}"
         else:
-            item["value"] = x / y
+            item = _item(x / y, t.what, t.num, t.den, t.limit)
+            warning = a.extra.get("fsync_warning") if a else None
+            if warning:
+                item["reason"] = f"warning: {warning}"
         out[key] = item
+    out |= _size_targets(by_name)
+    return out
+
+
+def _size_targets(by_name: dict[str, Entry]) -> dict[str, dict[str, Any]]:
+    """Per slow sensor entry: the worst file size / allowed size (pass <= 1), and the worst
+    compressed / uncompressed file size (pass <= the entry's compressed factor)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, what in SIZE_TARGETS.items():
+        e = by_name.get(name)
+        if e is None:
+            continue
+        p = e.params
+        size_what = (f"{what}: worst file size / ({p.get('size_factor', SIZE_FACTOR):g} x (values + "
+                     f"timestamps) + {p.get('allowance_bytes_per_channel', ALLOWANCE) // 1024} KiB "
+                     "per channel)")
+        comp_what = f"{what}: worst compressed file / uncompressed file, same SWMR setting"
+        comp_limit = ("<=", float(p.get("compressed_factor", COMPRESSED_FACTOR)))
+        key = name.removeprefix("size_")
+        configs = e.extra.get("configs", []) if not e.skipped else []
+        ratios = [c["size_vs_allowed"] for c in configs if "size_vs_allowed" in c]
+        comps = [c["vs_uncompressed"] for c in configs if "vs_uncompressed" in c]
+        size_item = _item(max(ratios) if ratios else None, size_what, name, None, ("<=", 1.0))
+        comp_item = _item(max(comps) if comps else None, comp_what, name, None, comp_limit)
+        if e.skipped:
+            size_item["reason"] = comp_item["reason"] = f"{name}: {e.skipped}"
+        else:
+            worst = [f"{c['codec']}/{'swmr' if c['swmr'] else 'plain'}" for c in configs
+                     if not c.get("size_ok", True)]
+            if worst:
+                size_item["reason"] = "over: " + ", ".join(worst)
+            worse = [f"{c['codec']}/{'swmr' if c['swmr'] else 'plain'}" for c in configs
+                     if c.get("vs_uncompressed_ok") is False]
+            if worse:
+                comp_item["reason"] = "over: " + ", ".join(worse)
+        out[f"{key}_file_size"] = size_item
+        out[f"{key}_compressed_vs_none"] = comp_item
+    return out
+
+
+def _lag_p99(e: Entry) -> float | None:
+    return (e.loop_lag_ms or {}).get("p99")
+
+
+def _push_p99(e: Entry) -> float | None:
+    return (e.push_latency_us or {}).get("p99")
+
+
+# the figures --against compares, by name
+FIGURES: Final[dict[str, Callable[[Entry], float | None]]] = {
+    "mb_per_s": attrgetter("mb_per_s"), "frames_per_s": attrgetter("frames_per_s"),
+    "peak_rss_mib": attrgetter("peak_rss_mib"), "loop_lag_p99_ms": _lag_p99,
+    "push_p99_us": _push_p99,
+}
+
+
+def side_ratios(before: Sequence[Entry], after: Sequence[Entry]) -> dict[str, dict[str, float | None]]:
+    """after / before of each figure, per benchmark run on both sides."""
+    a_by = {e.name: e for e in after}
+    out: dict[str, dict[str, float | None]] = {}
+    for b in before:
+        a = a_by.get(b.name)
+        if a is None:
+            continue
+        row: dict[str, float | None] = {}
+        for label, get in FIGURES.items():
+            x = get(a) if not a.skipped else None
+            y = get(b) if not b.skipped else None
+            row[label] = x / y if x is not None and y else None
+        out[b.name] = row
+    return out
+
+
+def target_ratios(before: dict[str, dict[str, Any]],
+                  after: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key, item in after.items():
+        x, y = item.get("value"), before.get(key, {}).get("value")
+        out[key] = x / y if x is not None and y else None
     return out
 
 
@@ -126,9 +244,106 @@ def summary(doc: dict[str, Any]) -> None:
     print_table("results (medians of repeats)",
                 ["name", "frames", "s", "frames/s", "MB/s", "ratio", "peak RSS MiB",
                  "lag p99 ms", "lag max ms", "push p99 us", "skipped"], rows)
-    trows = [[k, fmt(v.get("value"), 3), v.get("what", ""), (v.get("reason") or "")[:50]]
-             for k, v in doc.get("targets", {}).items()]
-    print_table("targets", ["target", "value", "what", "reason"], trows)
+    entries = entries_of(doc)
+    fsync_table(entries)
+    size_table(entries)
+    trows = [[k, fmt(v.get("value"), 3), v.get("limit") or "", _verdict(v.get("pass")),
+              v.get("what", ""), (v.get("reason") or "")[:70]]
+             for k, v in doc.get("targets", {}).items()
+             if v.get("value") is not None or not (v.get("reason") or "").endswith(" not run")]
+    print_table("targets (those of benchmarks that ran)",
+                ["target", "value", "limit", "pass", "what", "reason"], trows)
+    against_table(doc)
+
+
+def _verdict(passed: bool | None) -> str:
+    return "" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def _timing(e: Entry | None, op: str, stat: str) -> float | None:
+    if e is None or e.skipped:
+        return None
+    value = e.extra.get("timings", {}).get(op, {}).get(stat)
+    return float(value) if value is not None else None
+
+
+def fsync_table(entries: Sequence[Entry]) -> None:
+    """The ss_fsync_<case>_close / _flush pairs side by side."""
+    by_name = {e.name: e for e in entries}
+    rows = []
+    for name, flush in by_name.items():
+        if not (name.startswith("ss_fsync_") and name.endswith("_flush")):
+            continue
+        close = by_name.get(name.removesuffix("_flush") + "_close")
+        f_ok = None if flush.skipped else flush
+        c_ok = None if close is None or close.skipped else close
+        mb_c, mb_f = (c_ok.mb_per_s if c_ok else None), (f_ok.mb_per_s if f_ok else None)
+        rows.append([
+            name.removeprefix("ss_fsync_").removesuffix("_flush"),
+            fmt(flush.params.get("flush_interval"), 1),
+            fmt(mb_c), fmt(mb_f), _ratio(mb_c, mb_f),
+            f"{fmt(c_ok.extra.get('flushes') if c_ok else None)} / "
+            f"{fmt(f_ok.extra.get('flushes') if f_ok else None)}",
+            f"{fmt(_timing(c_ok, 'flush', 'mean_ms'), 2)} / {fmt(_timing(f_ok, 'flush', 'mean_ms'), 2)}",
+            f"{fmt(_timing(c_ok, 'flush', 'max_ms'), 1)} / {fmt(_timing(f_ok, 'flush', 'max_ms'), 1)}",
+            f"{fmt(c_ok.extra.get('fsync_calls') if c_ok else None)} / "
+            f"{fmt(f_ok.extra.get('fsync_calls') if f_ok else None)}",
+            (flush.skipped or flush.extra.get("fsync_warning") or "")[:70]])
+    if rows:
+        print_table("fsync='flush' against the default (close / flush)",
+                    ["case", "interval s", "MB/s close", "MB/s flush", "flush/close", "flushes",
+                     "flush mean ms", "flush max ms", "fsync calls", "note"], rows)
+
+
+def size_table(entries: Sequence[Entry]) -> None:
+    rows = []
+    for e in entries:
+        if e.name not in SIZE_TARGETS:
+            continue
+        if e.skipped:
+            rows.append([e.name, "", "", "", "", "", "", "", "", e.skipped[:70]])
+            continue
+        rows.extend([e.name.removeprefix("size_"), c["codec"], "on" if c["swmr"] else "off",
+                     fmt(c["frames"], 0), fmt(c["data_bytes"] / 1e3), fmt(c["file_bytes"] / 1e3),
+                     fmt(c["file_over_data"], 2), fmt(c.get("size_vs_allowed"), 3),
+                     fmt(c.get("vs_uncompressed"), 3), fmt(c.get("await_flush_mean_ms"), 2)]
+                    for c in e.extra.get("configs", []))
+    if rows:
+        print_table("slow sensor file size (1 frame per flush; kB = 10^3 B)",
+                    ["case", "codec", "SWMR", "frames", "values+ts kB", "file kB", "file/data",
+                     "file/allowed", "vs none", "await flush ms"], rows)
+
+
+def against_table(doc: dict[str, Any]) -> None:
+    """``--against``: both sides and after / before."""
+    ag = doc.get("against")
+    if not ag:
+        return
+    after = {e.name: e for e in entries_of(doc)}
+    rows = []
+    for b in (Entry.from_json(x) for x in ag.get("results", [])):
+        a = after.get(b.name)
+        cells = [b.name]
+        for label, digits in (("mb_per_s", 1), ("frames_per_s", 1), ("push_p99_us", 2),
+                              ("loop_lag_p99_ms", 2), ("peak_rss_mib", 1)):
+            get = FIGURES[label]
+            vb = get(b) if not b.skipped else None
+            va = get(a) if a and not a.skipped else None
+            cells += [fmt(vb, digits), fmt(va, digits), _ratio(vb, va)]
+        cells.append(((b.skipped or "") + " " + ((a.skipped or "") if a else "")).strip()[:50])
+        rows.append(cells)
+    after_label = ag.get("after", {}).get("label", "this checkout")
+    print_table(f"before = {ag.get('label')}   after = {after_label}   (ratio = after/before)",
+                ["name", "MB/s before", "after", "ratio", "frames/s before", "after", "ratio",
+                 "push p99 us before", "after", "ratio", "lag p99 ms before", "after", "ratio",
+                 "RSS MiB before", "after", "ratio", "skipped"], rows)
+    bt, at = ag.get("targets", {}), doc.get("targets", {})
+    trows = [[k, fmt(bt.get(k, {}).get("value"), 3), fmt(v.get("value"), 3),
+              _ratio(bt.get(k, {}).get("value"), v.get("value")), _verdict(bt.get(k, {}).get("pass")),
+              _verdict(v.get("pass"))]
+             for k, v in at.items() if v.get("value") is not None or bt.get(k, {}).get("value") is not None]
+    print_table("targets, before and after", ["target", "before", "after", "after/before",
+                                              "pass before", "pass after"], trows)
 
 
 def _ratio(a: float | None, b: float | None) -> str:

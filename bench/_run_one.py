@@ -2,7 +2,9 @@
 
     python -m bench._run_one NAME --workdir DIR [--quick] [--soak-seconds S]
 
-The line starts with ``MARKER``; anything else on stdout is not the result.
+The line starts with ``MARKER``; anything else on stdout is not the result. When the
+benchmark imported streamsave, a line starting with ``IMPORT_MARKER`` gives the file
+it was imported from (``--against`` checks each side ran the tree it should).
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from typing import Final
 
 from ._baselines import BASELINES
 from ._common import Ctx, Entry, Skip
+from ._filesize import GROUP as SIZE_GROUP
+from ._filesize import SIZE_BENCHMARKS
 from ._probe import peak_rss_mib
 from ._pymodaq import PYMODAQ
 from ._scenarios import GROUP, SCENARIOS, first_leaf, run_scenario
 from ._soak import run_soak
 
 MARKER: Final = "BENCH-RESULT "
+IMPORT_MARKER: Final = "BENCH-IMPORT "
 
 
 def registry() -> dict[str, tuple[str, Callable[[Ctx], Entry]]]:
@@ -36,6 +41,8 @@ def registry() -> dict[str, tuple[str, Callable[[Ctx], Entry]]]:
         reg[name] = ("baseline", fn)
     for name in SCENARIOS:
         reg[name] = (GROUP, lambda ctx, name=name: run_scenario(name, ctx))  # type: ignore[misc]
+    for name, fn in SIZE_BENCHMARKS.items():
+        reg[name] = (SIZE_GROUP, fn)
     reg["soak_2d_lz4"] = ("soak", run_soak)
     return reg
 
@@ -85,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         faulthandler.dump_traceback_later(max(1.0, args.timeout - 2.0), exit=False)
     ctx = Ctx(quick=args.quick, workdir=args.workdir, soak_seconds=args.soak_seconds)
     entry = run_named(args.name, ctx)
+    module = sys.modules.get("streamsave")
+    if module is not None and getattr(module, "__file__", None):
+        print(IMPORT_MARKER + json.dumps(module.__file__), flush=True)
     print(MARKER + json.dumps(entry.to_json()), flush=True)
     return 0
 

@@ -14,6 +14,7 @@ raises) is recorded as skipped with the reason.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ class Scenario:
     queue_size: int = 256
     subscribers: int = 0
     series: str | None = None  # label in the throughput plot (single-channel runs)
+    fsync: str | None = None  # open_saver(fsync=...); None: not passed (the default)
 
 
 def _cam(n: int = 4000, q: int = 400) -> Chan:
@@ -86,6 +88,17 @@ SCENARIOS: Final = {s.name: s for s in (
     Scenario("ss_2d_lz4_flush01", (_cam(),), "lz4", flush_interval=0.1),
     # 0 subscribers is ss_2d_lz4 itself
     Scenario("ss_2d_lz4_sub3", (_cam(),), "lz4", subscribers=3),
+    # fsync="flush" (fdatasync at every flush) against the default (fsync only at close),
+    # in pairs: ss_fsync_<case>_close / ss_fsync_<case>_flush. Longer than ss_2d_lz4 and
+    # ss_1d so that a 1 s flush interval still gives a few flushes.
+    *(Scenario(f"ss_fsync_{case}_{mode}", (chan,), comp, flush_interval=interval,
+               fsync=None if mode == "close" else "flush")
+      for case, chan, comp, interval in (
+          ("2d_lz4_f1", _cam(12_000, 800), "lz4", 1.0),
+          ("2d_lz4_f01", _cam(12_000, 800), "lz4", 0.1),
+          ("1d_f1", _spectra(250_000, 20_000), "none", 1.0),
+          ("1d_f01", _spectra(250_000, 20_000), "none", 0.1))
+      for mode in ("close", "flush")),
 )}
 
 
@@ -170,6 +183,7 @@ class _Outcome:
     lat: list[Latency]
     heartbeat: Heartbeat
     events: list[int]
+    saver_stats: Any = None
 
 
 async def _main(ss: ModuleType, sc: Scenario, ctx: Ctx, pools: dict[str, Array],
@@ -180,10 +194,11 @@ async def _main(ss: ModuleType, sc: Scenario, ctx: Ctx, pools: dict[str, Array],
     async with anyio.create_task_group() as tg:
         tg.start_soon(hb.run)
         await anyio.sleep(0.005)
+        options: dict[str, Any] = {} if sc.fsync is None else {"fsync": sc.fsync}
         t0 = time.perf_counter()
         async with ss.open_saver(path, mode="w", compression=compression_arg(ss, sc.compression),
                                  flush_interval=sc.flush_interval, queue_size=sc.queue_size,
-                                 overflow="block", swmr=sc.swmr) as saver:
+                                 overflow="block", swmr=sc.swmr, **options) as saver:
             dets: dict[str, Any] = {}
             chans = []
             for c in sc.channels:
@@ -208,7 +223,11 @@ async def _main(ss: ModuleType, sc: Scenario, ctx: Ctx, pools: dict[str, Array],
         stats = [ch.statistics() for ch in chans]
     except Exception:
         stats = before_close
-    return _Outcome(seconds, stats, lats, hb, events)
+    try:
+        saver_stats = saver.statistics()
+    except Exception:
+        saver_stats = None
+    return _Outcome(seconds, stats, lats, hb, events, saver_stats)
 
 
 def run_scenario(name: str, ctx: Ctx) -> Entry:
@@ -221,18 +240,25 @@ def run_scenario(name: str, ctx: Ctx) -> Entry:
     rss0 = rss_mib()
     try:
         try:
-            out = anyio.run(_main, ss, sc, ctx, pools, path, lats)
+            with SyncCounter() as syncs:
+                out = anyio.run(_main, ss, sc, ctx, pools, path, lats)
         except BaseException as exc:  # unwrap task-group errors
             leaf = first_leaf(exc)
             if isinstance(leaf, Skip):
                 raise leaf from None
             if isinstance(exc, KeyboardInterrupt):
                 raise
+            config_error = getattr(ss, "ConfigError", None)
+            if sc.fsync is not None and isinstance(config_error, type) and isinstance(leaf, config_error):
+                raise Skip(f"fsync={sc.fsync!r} is not supported by this streamsave "
+                           f"(ConfigError: {leaf})") from leaf
             raise Skip(f"streamsave raised {type(leaf).__name__}: {leaf}") from leaf
         file_bytes = path.stat().st_size if path.exists() else 0
     finally:
         path.unlink(missing_ok=True)
-    return _fill(entry, sc, ctx, out, file_bytes, rss0)
+    entry = _fill(entry, sc, ctx, out, file_bytes, rss0)
+    _fill_sync(entry, sc, out, syncs.calls)
+    return entry
 
 
 def _fill(entry: Entry, sc: Scenario, ctx: Ctx, out: _Outcome, file_bytes: int,
@@ -260,6 +286,64 @@ def _fill(entry: Entry, sc: Scenario, ctx: Ctx, out: _Outcome, file_bytes: int,
     return entry
 
 
+def timings_dict(saver_stats: Any) -> dict[str, dict[str, float]]:
+    """``SaverStatistics.timings`` as JSON: calls, mean/max/last in milliseconds."""
+    timings = getattr(saver_stats, "timings", None) or {}
+    out: dict[str, dict[str, float]] = {}
+    for op, t in timings.items():
+        out[str(op)] = {"calls": float(getattr(t, "calls", 0)),
+                        "mean_ms": float(getattr(t, "mean", 0.0)) * 1e3,
+                        "max_ms": float(getattr(t, "max", 0.0)) * 1e3,
+                        "last_ms": float(getattr(t, "last", 0.0)) * 1e3}
+    return out
+
+
+def _fill_sync(entry: Entry, sc: Scenario, out: _Outcome, sync_calls: int) -> None:
+    """Flush count, writer timings and fsync calls; a warning when ``fsync="flush"`` was
+    accepted but the process did not sync at (about) every flush."""
+    flushes = getattr(out.saver_stats, "flushes", None)
+    entry.extra["timings"] = timings_dict(out.saver_stats)
+    entry.extra["flushes"] = flushes
+    entry.extra["fsync_calls"] = sync_calls
+    if sc.fsync == "flush" and isinstance(flushes, int) and sync_calls < max(2, flushes // 2):
+        entry.extra["fsync_warning"] = (
+            f"fsync='flush' was accepted but only {sync_calls} fsync/fdatasync call(s) were seen "
+            f"for {flushes} flushes: the per-flush sync looks unimplemented")
+
+
+class SyncCounter:
+    """Counts ``os.fsync``/``os.fdatasync``/``os.sync`` calls in this process (any thread)
+    while active, by wrapping them: a black-box check that a durability option does
+    what it says. The engine calls them through ``os``, looked up at call time."""
+
+    NAMES: Final = ("fsync", "fdatasync", "sync")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._saved: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _wrap(self, real: Any) -> Any:
+        def counted(*args: Any) -> Any:
+            with self._lock:
+                self.calls += 1
+            return real(*args)
+        return counted
+
+    def __enter__(self) -> SyncCounter:
+        for name in self.NAMES:
+            real = getattr(os, name, None)
+            if real is not None:
+                self._saved[name] = real
+                setattr(os, name, self._wrap(real))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, real in self._saved.items():
+            setattr(os, name, real)
+        self._saved.clear()
+
+
 def _stats_dict(stats: Any, lat: Latency) -> dict[str, Any]:
     asdict = getattr(stats, "_asdict", None)
     out: dict[str, Any] = {}
@@ -274,6 +358,7 @@ def _params(sc: Scenario, ctx: Ctx) -> dict[str, Any]:
     params: dict[str, Any] = {
         "compression": sc.compression, "swmr": sc.swmr, "flush_interval": sc.flush_interval,
         "queue_size": sc.queue_size, "overflow": "block", "subscribers": sc.subscribers,
+        "fsync": sc.fsync or "default (close)",
         "n_channels": len(sc.channels), "kind": first.key, "frame_bytes": first.nbytes,
         "channels": [{"detector": c.detector, "channel": c.name, "kind": c.kind,
                       "frames": ctx.count(c.full, c.quick), "push_many_block": c.block,

@@ -4,6 +4,7 @@ with plain h5py + hdf5plugin."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import h5py
 import hdf5plugin  # noqa: F401
 import pytest
+
+import streamsave.sync
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TIMEOUT = 60  # seconds for any one script
@@ -56,6 +59,44 @@ def test_read_back(recording: tuple[Path, subprocess.CompletedProcess[str]]) -> 
     assert out.count("last frame:") == 3
     assert out.count("timestamps:") == 3
     assert "axis wavelength: 400 .. 800" in out
+
+
+def test_read_back_during_the_recording_and_after(tmp_path: Path) -> None:
+    """read_back.py follows a recording running in another process (an SWMR reader that
+    refreshes), then reads the finished file with a plain reader."""
+    path = tmp_path / "live.h5"
+    recorder = subprocess.Popen(
+        [sys.executable, "-W", "error", str(EXAMPLES / "record_three_detectors.py"), str(path), "--duration", "4",
+         "--camera-rate", "200"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        live = run_example("read_back.py", path, "--follow", "7", "--every", "0.25", cwd=tmp_path)
+    finally:
+        _, recorder_err = recorder.communicate(timeout=TIMEOUT)
+    assert recorder.returncode == 0, recorder_err
+    assert live.returncode == 0, live.stderr
+    assert "as an SWMR reader" in live.stdout
+    seen = [int(n.replace(",", "")) for n in re.findall(r"Camera/image: ([\d,]+) frames", live.stdout)]
+    assert seen == sorted(seen)
+    assert len({n for n in seen if n > 0}) >= 2, live.stdout  # it saw the file grow while it was written
+    assert live.stdout.count("last frame:") == 3
+
+    after = run_example("read_back.py", path, cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert "3 channels" in after.stdout and after.stdout.count("last frame:") == 3
+    with h5py.File(path, "r") as f:
+        written = f["RawData/Detector000/Data2D/CH00/EnlData00"].shape[0]
+    assert f"data: {written} frames of shape (512, 512)" in after.stdout
+    assert 0 < max(seen) <= written
+
+
+def test_read_back_refuses_a_file_being_written_without_follow(tmp_path: Path) -> None:
+    path = tmp_path / "busy.h5"
+    with streamsave.sync.open_saver(path) as saver:
+        saver.add_detector("D").add_channel("c").push(1.0)
+        saver.flush()  # writing has started: the file is in SWMR mode
+        result = run_example("read_back.py", path, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "still being written" in result.stderr and "--follow" in result.stderr
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))

@@ -1,13 +1,28 @@
 """Kill a streamsave writer with SIGKILL at random moments, recover what it left, and
 check every frame.
 
-Each run starts ``tests/_crash_writer.py`` (SWMR or not, uncompressed or blosc2),
-kills it at a random moment — while it streams, while it flushes almost continuously,
-or around its close — then :func:`streamsave._recover.recover` s the file and checks:
+Each run starts ``tests/_crash_writer.py`` (SWMR or not, uncompressed or blosc2) in one
+of three scenarios:
 
-* every frame the writer had reported durable is in the recovered file, bit-exact;
-* no frame in it is garbage: every checksum holds and the indices run 0, 1, 2, ...;
-* one timestamp per frame, the expected one (so strictly increasing);
+* ``mixed``: 2D, 1D and 0D channels at different rates, one never fed, one added late;
+  killed while it streams, while it flushes almost continuously, or around its close;
+* ``large``: one large compressible channel flushed by ``await saver.flush()`` after
+  every 1-5 pushes, killed during those flushes (its last, partly filled chunk is
+  stored again at almost every flush, at the end of the file);
+* ``producers``: one channel fed by three threads and three tasks at once (frames
+  interleave, timestamps are not in order), flushed every few milliseconds.
+
+It kills the writer at a random moment, then :func:`streamsave.recover` s the file and
+checks:
+
+* every frame the writer had reported durable is in the recovered file, bit-exact
+  (``producers``: every frame each producer had pushed before the last completed
+  ``flush()``, and as many frames in all as that flush reported durable);
+* no frame in it is garbage: every checksum holds and the indices run 0, 1, 2, ...
+  (``producers``: each producer's frames appear once each, in the order it pushed
+  them, interleaved in any way);
+* one timestamp per frame, the one written (streamsave's own: from the run, and never
+  going backwards within the channel);
 * the channel that never got a frame is gone; the source file is unchanged;
 * for SWMR files, an SWMR reader of the killed file also sees every durable frame.
 
@@ -41,12 +56,26 @@ import hdf5plugin  # noqa: E402, F401  (the Blosc2 filter)
 import numpy as np  # noqa: E402
 
 from streamsave import recover  # noqa: E402
-from tests._crash_writer import CHANNELS, MAKERS, NEVER, frame_index, timestamp  # noqa: E402
+from tests._crash_writer import (  # noqa: E402
+    KINDS,
+    MAKERS,
+    NEVER,
+    PRODUCERS,
+    STAMPS,
+    frame_index,
+    tagged,
+    tagged_id,
+    tagged_timestamp,
+    timestamp,
+)
 
 WRITER: Final = Path(__file__).with_name("_crash_writer.py")
 CODECS: Final = ("none", "blosc2-lz4", "blosc2-zstd")
-#: moment -> (flush interval, longest random delay before the kill, s)
-MOMENTS: Final = {"stream": (0.05, 0.3), "flush": (0.002, 0.15), "close": (0.05, 0.012)}
+SCENARIOS: Final = ("mixed", "large", "producers")
+#: moment -> (flush interval, longest random delay before the kill, s); the ``large``
+#: scenario flushes after every few pushes whatever its flush interval
+MOMENTS: Final = {"stream": (0.05, 0.3), "flush": (0.002, 0.15), "close": (0.05, 0.012),
+                  "flushes": (0.05, 0.8), "producers": (0.02, 0.6)}
 TIMEOUT: Final = 60.0
 
 
@@ -55,9 +84,11 @@ class Case:
     swmr: bool
     codec: str
     moment: str
+    scenario: str = "mixed"
 
     def __str__(self) -> str:
-        return f"{'swmr' if self.swmr else 'plain'}/{self.codec}/{self.moment}"
+        head = "" if self.scenario == "mixed" else f"{self.scenario}:"
+        return f"{head}{'swmr' if self.swmr else 'plain'}/{self.codec}/{self.moment}"
 
 
 @dataclass(slots=True)
@@ -67,6 +98,9 @@ class Outcome:
     killed: bool = False  # False: the writer had already finished when the kill came
     closed: bool = False  # the writer had reported its file closed
     durable: dict[str, int] = field(default_factory=dict)
+    #: per producer, the frames pushed before the last completed flush() (large, producers)
+    pushed: list[int] = field(default_factory=list)
+    started: float = 0.0  # the writer's clock when it started
     kept: dict[str, int] = field(default_factory=dict)
     verified: int = 0
     lost: int = 0
@@ -95,17 +129,32 @@ class Summary:
                  f"{sum(o.durable.get(n, 0) for o in self.outcomes for n in o.durable):,} reported durable, "
                  f"{sum(o.lost for o in self.outcomes)} frames lost, {len(self.failures)} failures, "
                  f"{seconds:.1f} s"]
+        for scenario in SCENARIOS:
+            mine = [o for o in self.outcomes if o.case.scenario == scenario]
+            for key in sorted({str(o.case) for o in mine if o.failures}):
+                runs = [o for o in mine if str(o.case) == key]
+                lines.append(f"  {key}: {sum(bool(o.failures) for o in runs)} of {len(runs)} runs failed, "
+                             f"{sum(o.lost for o in runs)} frames lost")
+            if mine:
+                lines.append(f"  {scenario}: {sum(o.killed for o in mine)} kills, "
+                             f"{sum(o.verified for o in mine):,} frames verified, "
+                             f"{sum(bool(o.failures) for o in mine)} runs failed, {sum(o.lost for o in mine)} lost")
         return "\n".join(lines + self.failures)
 
 
-def cases() -> list[Case]:
-    return [Case(swmr, codec, moment) for moment in MOMENTS for swmr in (True, False) for codec in CODECS]
+def cases(scenarios: tuple[str, ...] = SCENARIOS) -> list[Case]:
+    """Every combination: ``mixed`` x 3 moments, ``large``, ``producers``; SWMR and plain; 3 codecs."""
+    moments = {"mixed": ("stream", "flush", "close"), "large": ("flushes",), "producers": ("producers",)}
+    return [Case(swmr, codec, moment, scenario) for scenario in scenarios for moment in moments[scenario]
+            for swmr in (True, False) for codec in CODECS]
 
 
-def run(kills: int, seed: int, workdir: Path, *, keep_failed: bool = False) -> Summary:
-    """Run cases round-robin (in a seeded random order) until ``kills`` writers were killed."""
+def run(kills: int, seed: int, workdir: Path, *, keep_failed: bool = False,
+        matrix: list[Case] | None = None) -> Summary:
+    """Run ``matrix`` (default: every case) round-robin, in a seeded random order, until
+    ``kills`` writers were killed."""
     rng = random.Random(seed)
-    matrix = list(cases())
+    matrix = list(cases() if matrix is None else matrix)
     rng.shuffle(matrix)
     summary = Summary(seed)
     while summary.kills < kills and len(summary.outcomes) < 3 * kills + len(matrix):
@@ -123,21 +172,24 @@ def run_case(case: Case, src: Path, rng: random.Random) -> Outcome:
     interval, longest = MOMENTS[case.moment]
     outcome = Outcome(case, delay=rng.uniform(0, longest))
     close_after = rng.randint(300, 1500) if case.moment == "close" else 0
-    lines = _run_and_kill(case, src, interval, close_after, outcome)
+    lines = _run_and_kill(case, src, interval, close_after, outcome, rng.randrange(2**32))
     for line in lines:
         if "durable" in line:
             outcome.durable = line["durable"]
+            outcome.pushed = line.get("pushed", [])
+        outcome.started = line.get("time", outcome.started) if line.get("event") == "started" else outcome.started
         outcome.closed |= line.get("event") == "closed"
     if not outcome.failures:
         check(src, src.with_suffix(".rec.h5"), outcome)
     return outcome
 
 
-def _run_and_kill(case: Case, src: Path, interval: float, close_after: int, outcome: Outcome) -> list[Any]:
-    """Start the writer, wait for its first report (or "closing"), kill it after the
-    outcome's delay; returns every JSON line it printed."""
+def _run_and_kill(case: Case, src: Path, interval: float, close_after: int, outcome: Outcome,
+                  seed: int) -> list[Any]:
+    """Start the writer, wait for its first report of durable frames (or "closing"),
+    kill it after the outcome's delay; returns every JSON line it printed."""
     args = [sys.executable, str(WRITER), str(src), "swmr" if case.swmr else "plain", case.codec, str(interval),
-            str(close_after)]
+            str(close_after), case.scenario, str(seed)]
     src.unlink(missing_ok=True)
     with tempfile.TemporaryFile() as err:
         with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=_env()) as proc:
@@ -167,7 +219,7 @@ def _read_until_ready(proc: subprocess.Popen[str], closing: bool) -> list[Any]:
     for raw in proc.stdout:
         lines += _parse([raw])
         if lines and (lines[-1].get("event") == "closing" if closing else
-                      lines[-1].get("durable", {}).get("Camera/image", 0) > 0):
+                      any(n > 0 for n in lines[-1].get("durable", {}).values())):
             break
     return lines
 
@@ -207,7 +259,7 @@ def check(src: Path, dst: Path, outcome: Outcome) -> None:
                 outcome.failures.append(f"{name}: {n} frames reported durable, channel missing")
                 outcome.lost += n
         for name, group in found.items():
-            _check_channel(name, group, outcome, exact=True)
+            _check(name, group, outcome, exact=True)
     if outcome.case.swmr and outcome.killed:
         _check_raw(src, outcome)
 
@@ -218,13 +270,17 @@ def _check_raw(src: Path, outcome: Outcome) -> None:
         with h5py.File(src, "r", swmr=True) as f:
             for name, group in _channels(f).items():
                 if name != NEVER:
-                    _check_channel(name, group, outcome, exact=False, limit=outcome.durable.get(name, 0))
+                    _check(name, group, outcome, exact=False, limit=outcome.durable.get(name, 0))
     except OSError as exc:
         outcome.failures.append(f"an SWMR reader cannot read the killed file: {exc}")
 
 
-def _check_channel(name: str, group: h5py.Group, outcome: Outcome, *, exact: bool, limit: int | None = None) -> None:
-    kind = CHANNELS[name][0]
+def _check(name: str, group: h5py.Group, outcome: Outcome, *, exact: bool, limit: int | None = None) -> None:
+    """Check one channel of the recovered file (``exact``) or of the killed file (an SWMR
+    reader: its first ``limit`` frames)."""
+    if name not in KINDS:
+        outcome.failures.append(f"{name}: a channel the writer never made")
+        return
     data = group["EnlData00"]
     time_axis = next(group[k] for k in group if group[k].attrs.get("label") == "time")
     n = data.shape[0] if limit is None else min(limit, data.shape[0])
@@ -234,19 +290,66 @@ def _check_channel(name: str, group: h5py.Group, outcome: Outcome, *, exact: boo
     if n < durable:
         outcome.failures.append(f"{where}: {durable} frames reported durable, {n} present")
         outcome.lost += durable - n
-    bad = [j for j in range(n) if frame_index(kind, frames[j]) != j]
-    if bad:
-        outcome.failures.append(f"{where}: {len(bad)} garbage or misplaced frames, first at {bad[0]} of {n}")
-    elif any(not np.array_equal(frames[j].reshape(-1), np.ravel(MAKERS[kind](j))) for j in range(n)):
-        outcome.failures.append(f"{where}: a frame with a valid checksum differs from what was written")
     if exact:
         outcome.verified += n
         if time_axis.shape != (n,) or data.attrs.get("shape") != json.dumps(
                 {"module": "builtins", "type": "tuple", "data": repr(data.shape)}):
             outcome.failures.append(f"{where}: {time_axis.shape} timestamps or shape attribute "
                                     f"{data.attrs.get('shape')!r} for {n} frames")
+    if KINDS[name] == "tagged":
+        _check_tagged(where, frames, times, outcome)
+    else:
+        _check_indexed(where, KINDS[name], frames, times, outcome)
+
+
+def _check_indexed(where: str, kind: str, frames: Any, times: Any, outcome: Outcome) -> None:
+    """Frames ``0, 1, 2...`` in order, each bit-exact, with timestamp(i)."""
+    n = len(frames)
+    bad = [j for j in range(n) if frame_index(kind, frames[j]) != j]
+    if bad:
+        outcome.failures.append(f"{where}: {len(bad)} garbage or misplaced frames, first at {bad[0]} of {n}")
+    elif any(not np.array_equal(frames[j].reshape(-1), np.ravel(MAKERS[kind](j))) for j in range(n)):
+        outcome.failures.append(f"{where}: a frame with a valid checksum differs from what was written")
     if not np.array_equal(times, timestamp(np.arange(n))):
         outcome.failures.append(f"{where}: timestamps are not the ones written, one per frame")
+
+
+def _check_tagged(where: str, frames: Any, times: Any, outcome: Outcome) -> None:
+    """Frames of several producers, interleaved in any way: each producer's frames
+    ``0, 1, 2...`` once each and in order, each bit-exact; every frame a producer had
+    pushed before the last completed flush() is there; timestamps as given, or
+    streamsave's own from the run and never going backwards."""
+    ids = [tagged_id(frame) for frame in frames]
+    garbage = [j for j, i in enumerate(ids) if i is None]
+    if garbage:
+        outcome.failures.append(f"{where}: {len(garbage)} garbage frames, first at {garbage[0]} of {len(frames)}")
+        return
+    pairs = [i for i in ids if i is not None]
+    seen: list[list[int]] = [[] for _ in range(PRODUCERS)]
+    for p, i in pairs:
+        seen[p].append(i)
+    for p, got in enumerate(seen):
+        if got != list(range(len(got))):
+            outcome.failures.append(f"{where}: producer {p}'s frames are missing, repeated or out of order "
+                                    f"({len(got)} frames, {len(set(got))} distinct, largest index {max(got)})")
+        pushed = outcome.pushed[p] if p < len(outcome.pushed) else 0
+        if len(got) < pushed:
+            outcome.failures.append(f"{where}: producer {p} had pushed {pushed} frames before the last completed "
+                                    f"flush(), {len(got)} present")
+            outcome.lost += pushed - len(got)
+    if any(not np.array_equal(frame, tagged(p, i)) for frame, (p, i) in zip(frames, pairs, strict=True)):
+        outcome.failures.append(f"{where}: a frame with a valid checksum differs from what was written")
+    mine: Any = np.array([STAMPS[p] is None for p, _ in pairs], dtype=np.bool_)
+    given = np.array([0.0 if STAMPS[p] is None else tagged_timestamp(p, i) for p, i in pairs], dtype=np.float64)
+    if not np.array_equal(times[~mine], given[~mine]):
+        outcome.failures.append(f"{where}: given timestamps are not the ones written, one per frame")
+    own = times[mine]
+    if own.size and not (outcome.started - 5 <= own.min() and own.max() <= time.time() + 5):
+        outcome.failures.append(f"{where}: streamsave's timestamps {own.min()!r}..{own.max()!r} are not from the "
+                                f"run (started {outcome.started!r})")
+    if np.any(np.diff(own) < 0):
+        outcome.failures.append(f"{where}: streamsave's own timestamps go backwards "
+                                f"{int(np.sum(np.diff(own) < 0))} times")
 
 
 def _read(data: h5py.Dataset, n: int) -> Any:

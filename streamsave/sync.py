@@ -272,6 +272,11 @@ class Saver:
         return self.saver.path
 
     @property
+    def state(self) -> str:
+        """``"opening"``, ``"open"``, ``"closing"``, ``"closed"`` or ``"failed"``."""
+        return self.saver.statistics().state
+
+    @property
     def config(self) -> SaverConfig:
         """The options the saver was opened with."""
         return self.saver.config

@@ -85,7 +85,7 @@ def test_channel_properties_match_the_file(h5path: Path) -> None:
         assert list(saver.detectors) == ["Camera", "Spectrometer", "Thermometer"]
         assert saver.detectors["Camera"] is cam and cam.channels == {"image": image}
         assert (cam.name, cam.path) == ("Camera", cam.detector.path)
-        assert saver.config.compression is not None
+        assert saver.config.compression is not None and saver.state == "open"
     assert (image.detector, image.name, image.full_name) == ("Camera", "image", "Camera/image")
     assert (temperature.shape, temperature.stored_shape) == ((), (1,))
     assert (image.chunk_frames, image.units, image.overflow) == (3, "counts", streamsave.Overflow.BLOCK)
@@ -232,6 +232,6 @@ def test_wait_closed_raises_the_writers_failure(h5path: Path) -> None:
     assert waited.value is raised.value is saver.statistics().error
     with pytest.raises(streamsave.StreamSaveError):
         saver.wait_closed()
-    assert saver.statistics().state == "failed"
+    assert saver.statistics().state == saver.state == "failed"
     with h5py.File(h5path, "r", swmr=True) as f:  # a failed writer leaves the file as of its last flush
         assert f["RawData/Detector000/Data0D/CH00/EnlData00"].shape == (0, 1)

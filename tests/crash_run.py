@@ -102,6 +102,7 @@ class Outcome:
     pushed: list[int] = field(default_factory=list)
     started: float = 0.0  # the writer's clock when it started
     kept: dict[str, int] = field(default_factory=dict)
+    limited_by: dict[str, str] = field(default_factory=dict)  # recovery's reason per channel
     verified: int = 0
     lost: int = 0
     failures: list[str] = field(default_factory=list)
@@ -118,7 +119,7 @@ class Summary:
 
     @property
     def failures(self) -> list[str]:
-        return [f"[run {i} {o.case} delay {o.delay:.3f}s durable {o.durable} kept {o.kept}] {f}"
+        return [f"[run {i} {o.case} delay {o.delay:.3f}s durable {o.durable} kept {o.kept} {o.limited_by}] {f}"
                 for i, o in enumerate(self.outcomes) for f in o.failures]
 
     def text(self, seconds: float) -> str:
@@ -250,6 +251,7 @@ def check(src: Path, dst: Path, outcome: Outcome) -> None:
     if _sha256(src) != digest:
         outcome.failures.append("recover modified its input")
     outcome.kept = {c.name: c.frames_kept for c in report.channels}
+    outcome.limited_by = {c.name: c.limited_by for c in report.channels}
     with h5py.File(dst, "r") as f:  # a plain reader: the output is an ordinary closed file
         found = _channels(f)
         if NEVER in found:

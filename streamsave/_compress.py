@@ -27,18 +27,34 @@ from ._spec import Compression
 
 __all__ = ("BLOSC2_FILTER_ID", "ChunkEncoder", "choose_chunk_frames", "filter_for")
 
+_configured = False
+
+
+def _configure_blosc2() -> None:
+    """Process-wide blosc2 settings streamsave needs, applied when the first saver
+    that compresses creates its encoders (not at import: a program that imports
+    streamsave and never compresses keeps blosc2's defaults).
+
+    * c-blosc2 compresses a super-chunk frame's index with a context of its own that
+      starts and joins 4 threads on every call unless ``BLOSC_NTHREADS`` says
+      otherwise: measured, that doubles the CPU cost of every chunk. streamsave
+      parallelises across chunks itself, so it asks for one thread unless the user
+      set a value. python-blosc2 has no per-call knob for that context, hence the
+      environment variable (read each time c-blosc2 creates a context).
+    * python-blosc2 holds the GIL while compressing unless told otherwise; with it
+      held, compression in a worker thread stalls the event loop for milliseconds.
+      The switch is process-wide; releasing the GIL costs other blosc2 users nothing
+      measurable.
+
+    See ``docs/decisions/0004-blosc2-threads.md``.
+    """
+    global _configured
+    if not _configured:
+        os.environ.setdefault("BLOSC_NTHREADS", "1")
+        blosc2.set_releasegil(True)
+        _configured = True
+
 BLOSC2_FILTER_ID: Final = 32026
-
-# c-blosc2 compresses a super-chunk frame's index with a context of its own that
-# starts and joins 4 threads on every call unless BLOSC_NTHREADS says otherwise:
-# measured here, that doubles the CPU cost of every chunk. streamsave parallelises
-# across chunks itself, so it asks for one thread unless the user chose a value
-# (the variable is read each time blosc2 creates a context).
-os.environ.setdefault("BLOSC_NTHREADS", "1")
-
-# python-blosc2 holds the GIL while compressing unless told otherwise; with it
-# held, compression in a worker thread stalls the event loop for milliseconds.
-blosc2.set_releasegil(True)
 
 _CODEC: Final = {
     "blosclz": blosc2.Codec.BLOSCLZ,
@@ -92,6 +108,7 @@ class ChunkEncoder:
         self.compression = compression
         self._cparams: dict[str, Any] | None = None
         if compression is not None:
+            _configure_blosc2()
             self._cparams = {
                 "typesize": itemsize,
                 "clevel": compression.level,
@@ -100,14 +117,15 @@ class ChunkEncoder:
                 "nthreads": 1,
             }
 
-    def encode(self, chunk: npt.NDArray[Any]) -> bytes | memoryview:
-        """Return the stored form of ``chunk`` (a C-contiguous array).
+    def encode(self, chunk: npt.NDArray[Any], *, raw: bool = False) -> bytes | memoryview:
+        """Return the stored form of ``chunk`` (a C-contiguous array); with ``raw``
+        (or without compression), its bytes as they are.
 
-        Uncompressed chunks are returned as a view of ``chunk`` itself, so the caller
-        must keep ``chunk`` unchanged until the bytes are written.
+        Raw chunks are returned as a view of ``chunk`` itself, so the caller must keep
+        ``chunk`` unchanged until the bytes are written.
         """
         data = np.ascontiguousarray(chunk).data.cast("B")
-        if self._cparams is None:
+        if self._cparams is None or raw:
             return data
         schunk = blosc2.SChunk(chunksize=max(1, data.nbytes), data=data, contiguous=True, cparams=self._cparams,
                                dparams={"nthreads": 1})

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._errors import ConfigError
+from ._errors import ConfigError, StorageError
 from ._spec import Compression, Overflow
 from .backends import Backend
 
 __all__ = ("SaverConfig", "make_config")
 
 Mode = Literal["w-", "x", "w"]
+Fsync = Literal["flush", "close", "never"]
+_FSYNC_BOOL: dict[bool, Fsync] = {True: "close", False: "never"}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -27,6 +30,7 @@ class SaverConfig:
     flush_interval: float = 1.0
     queue_size: int | None = None
     queue_bytes: int = 256 * 2**20
+    memory_budget: int = 2**30
     overflow: Overflow = Overflow.BLOCK
     swmr: bool = True
     chunk_bytes: int = 2 * 2**20
@@ -34,7 +38,7 @@ class SaverConfig:
     max_frame_bytes: int = 1 << 30
     compress_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1))
     max_inflight: int = 8
-    fsync: bool = True
+    fsync: Fsync = "close"
     close_timeout: float = 10.0
     title: str = "streamsave recording"
     progress_interval: float = 0.2
@@ -42,6 +46,13 @@ class SaverConfig:
     backend: str | Callable[..., Backend] = "h5py"
 
     def __post_init__(self) -> None:
+        fsync: object = self.fsync
+        if isinstance(fsync, bool):
+            object.__setattr__(self, "fsync", _FSYNC_BOOL[fsync])
+        if self.fsync not in ("flush", "close", "never"):
+            raise ConfigError(f"fsync={self.fsync!r} is not supported; expected 'flush' (sync the file to the device "
+                              "at every flush), 'close' (the default: at close only), 'never', or True/False "
+                              "('close'/'never')")
         if self.mode not in ("w-", "x", "w"):
             raise ConfigError(f"mode={self.mode!r} is not supported; expected 'w-' (create, never overwrite; "
                               "the default), 'x' (the same) or 'w' (create or overwrite)")
@@ -52,8 +63,8 @@ class SaverConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-        for name in ("queue_bytes", "chunk_bytes", "max_chunk_frames", "max_frame_bytes", "compress_threads",
-                     "max_inflight"):
+        for name in ("queue_bytes", "memory_budget", "chunk_bytes", "max_chunk_frames", "max_frame_bytes",
+                     "compress_threads", "max_inflight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -63,6 +74,22 @@ class SaverConfig:
         if self.backend != "h5py" and not callable(self.backend):
             raise ConfigError(f"backend={self.backend!r} is unknown; expected 'h5py' or a callable "
                               "(path, mode) -> Backend")
+
+    def check_target(self) -> None:
+        """Fail at once, with a clear message, when the file cannot be created.
+
+        :raises ~streamsave.StorageError: the directory is missing, the path is a
+            directory, or the file exists and ``mode`` does not allow overwriting it.
+        """
+        path, parent = self.path, self.path.parent
+        if not parent.is_dir():
+            raise StorageError(errno.ENOENT, f"cannot create {str(path)!r}: the directory {str(parent)!r} does not "
+                               "exist (create it first)")
+        if path.is_dir():
+            raise StorageError(errno.EISDIR, f"cannot create {str(path)!r}: it is a directory")
+        if self.mode != "w" and (path.exists() or path.is_symlink()):
+            raise StorageError(errno.EEXIST, f"{str(path)!r} already exists; pass mode='w' to overwrite it, or "
+                               "choose another name")
 
     def open_backend(self, mode: str | None = None) -> Backend:
         """Open the file: ``mode`` defaults to the saver's (``"x"`` means ``"w-"``)."""
@@ -84,6 +111,7 @@ def make_config(path: str | os.PathLike[str], options: dict[str, Any]) -> SaverC
     if "overflow" in opts:
         opts["overflow"] = Overflow.parse(opts["overflow"])
     try:
-        return SaverConfig(path=Path(path), **opts)
+        # Absolute from the start: the writer must not follow a later os.chdir().
+        return SaverConfig(path=Path(os.path.abspath(path)), **opts)
     except TypeError as exc:
         raise ConfigError(f"open_saver: {exc}") from None

@@ -11,11 +11,11 @@ import numpy.typing as npt
 from ._channel import Channel
 from ._compress import choose_chunk_frames
 from ._errors import ConfigError
-from ._layout import check_name
+from ._layout import Naming, check_name
 from ._spec import Axis, Overflow
 
 if TYPE_CHECKING:
-    from ._saver import Saver
+    from ._control import Control
 
 __all__ = ("Detector",)
 
@@ -24,12 +24,13 @@ class Detector:
     """A group of channels recorded together (a camera, a spectrometer, ...): a
     ``DetectorNNN`` group in the file. Create with :meth:`Saver.add_detector`."""
 
-    def __init__(self, saver: Saver, name: str, settings_json: str) -> None:
-        self._saver = saver
+    def __init__(self, control: Control, naming: Naming, name: str, settings_json: str, path: str) -> None:
+        self._control = control
+        self._naming = naming
         self.name = name
         self._settings_json = settings_json
         #: the detector's group in the file
-        self.path = saver._naming.detector()
+        self.path = path
         self.channels: dict[str, Channel] = {}
 
     def __repr__(self) -> str:
@@ -48,6 +49,7 @@ class Detector:
         queue_size: int | None = None,
         overflow: Overflow | str | None = None,
         copy: bool = False,
+        monotonic: bool = False,
     ) -> Channel:
         """Declare a stream of frames of one shape and dtype.
 
@@ -59,23 +61,26 @@ class Detector:
         :param label: what the values are (default: the name).
         :param axes: one :class:`Axis` per frame dimension, in order (may be shorter).
         :param chunk_frames: frames per HDF5 chunk (default: as many as fit in the
-            saver's ``chunk_bytes``, at most ``max_chunk_frames``). A frame larger than
-            ``chunk_bytes`` is stored as several chunks of whole rows instead, so no chunk
-            is much larger than ``chunk_bytes`` (e.g. a 2048x2048 uint16 frame as four
-            2 MiB tiles of 512 rows).
-        :param queue_size: queue capacity in frames (default: the saver's
-            ``queue_size``, or as many frames as fit in ``queue_bytes``).
+            saver's ``chunk_bytes``, at most ``max_chunk_frames``, and at most half the
+            queue). A frame larger than ``chunk_bytes`` is stored as several chunks of
+            whole rows instead, so no chunk is much larger than ``chunk_bytes`` (e.g. a
+            2048x2048 uint16 frame as four 2 MiB tiles of 512 rows).
+        :param queue_size: the most frames the saver holds for this channel, queued or
+            being written (default: the saver's ``queue_size``, or as many frames as
+            fit in ``queue_bytes``; at least one chunk, and within what the saver's
+            ``memory_budget`` leaves).
         :param overflow: what a full queue does (default: the saver's policy).
-        :param copy: copy every pushed frame, so the producer may reuse its buffer.
-        :raises ~streamsave.ConfigError: invalid or duplicate name, shape, dtype, axes.
+        :param copy: copy every pushed frame, so the producer may reuse its buffer
+            (frames of 512 bytes or less are always copied).
+        :param monotonic: refuse, with :class:`~streamsave.TimestampError`, a given
+            timestamp earlier than the previous one (default: store timestamps as
+            given; the library's own timestamps never go backwards either way).
+        :raises ~streamsave.ConfigError: invalid or duplicate name, shape, dtype, axes;
+            a queue that does not fit in the saver's ``memory_budget``.
         :raises ~streamsave.LayoutFrozenError: writing already started in SWMR mode.
         :raises ~streamsave.SaverClosedError: the saver is closing or closed.
         """
-        saver = self._saver
-        saver._check_can_add(f"channel {name!r}")
         check_name("channel", name)
-        if name in self.channels:
-            raise ConfigError(f"detector {self.name!r} already has a channel named {name!r}")
         shape_t = _check_shape(name, shape)
         dt = _check_dtype(name, dtype)
         if not isinstance(units, str) or not isinstance(label, str):
@@ -86,33 +91,51 @@ class Detector:
                               f"(one per frame dimension), got {axes!r}")
         for i, axis in enumerate(axes):
             axis.coordinates(shape_t[i])
-        cfg = saver.config
-        frame_nbytes = int(np.prod(shape_t, dtype=np.int64)) * dt.itemsize
+        policy = self._control.config.overflow if overflow is None else Overflow.parse(overflow)
+        with self._control.declaring(f"channel {name!r}") as layout:
+            if name in self.channels:
+                raise ConfigError(f"detector {self.name!r} already has a channel named {name!r}")
+            channel = self._make_channel(name, shape_t, dt, units, label, axes, chunk_frames, queue_size, policy,
+                                         bool(copy), bool(monotonic))
+            self.channels[name] = channel
+            self._control.register_channel(channel, channel.queue_size * channel.frame_nbytes)
+            layout.append(("channel", channel))
+        return channel
+
+    def _make_channel(self, name: str, shape: tuple[int, ...], dt: np.dtype[Any], units: str, label: str,
+                      axes: tuple[Axis, ...], chunk_frames: int | None, queue_size: int | None, overflow: Overflow,
+                      copy: bool, monotonic: bool) -> Channel:
+        cfg = self._control.config
+        frame_nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         if frame_nbytes > cfg.max_frame_bytes:
             raise ConfigError(f"channel {name!r}: frames of {frame_nbytes} bytes exceed max_frame_bytes="
                               f"{cfg.max_frame_bytes}")
+        for knob, value in (("chunk_frames", chunk_frames), ("queue_size", queue_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"channel {name!r}: {knob} must be a positive integer, got {value!r}")
+        queue_size = queue_size or cfg.queue_size
         if chunk_frames is None:
             chunk_frames = choose_chunk_frames(frame_nbytes, cfg.chunk_bytes, cfg.max_chunk_frames)
-        elif isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
-            raise ConfigError(f"channel {name!r}: chunk_frames must be a positive integer, got {chunk_frames!r}")
+            if queue_size is not None:
+                chunk_frames = max(1, min(chunk_frames, queue_size // 2))
         tile_rows = 0
-        if chunk_frames == 1 and frame_nbytes > cfg.chunk_bytes and len(shape_t) >= 1 and shape_t[0] > 1:
+        if chunk_frames == 1 and frame_nbytes > cfg.chunk_bytes and len(shape) >= 1 and shape[0] > 1:
             tiles = -(-frame_nbytes // cfg.chunk_bytes)
-            tile_rows = -(-shape_t[0] // tiles)  # rows per tile: near chunk_bytes, balanced
+            tile_rows = -(-shape[0] // tiles)  # rows per tile: near chunk_bytes, balanced
+        left = self._control.queue_bytes_left
         if queue_size is None:
-            queue_size = cfg.queue_size or max(2 * chunk_frames, min(1 << 20, cfg.queue_bytes // frame_nbytes))
-        elif isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ConfigError(f"channel {name!r}: queue_size must be a positive integer, got {queue_size!r}")
-        channel = Channel(
-            saver, detector=self.name, name=name, shape=shape_t, dtype=dt, units=units, label=label or name,
-            axes=axes, chunk_frames=chunk_frames, tile_rows=tile_rows, queue_size=queue_size,
-            overflow=cfg.overflow if overflow is None else Overflow.parse(overflow), copy=bool(copy),
-            paths=saver._naming.channel(self.path, len(shape_t), len(axes)))
-        channel._detector_obj = self
-        self.channels[name] = channel
-        saver._channels.append(channel)
-        saver._pending_layout.append(("channel", channel))
-        return channel
+            wanted = min(1 << 20, cfg.queue_bytes // max(1, frame_nbytes))
+            queue_size = max(2 * chunk_frames, min(wanted, left // max(1, frame_nbytes)))
+        if queue_size * frame_nbytes > left:
+            raise ConfigError(
+                f"channel {name!r}: a queue of {queue_size} frames of {frame_nbytes} bytes needs "
+                f"{queue_size * frame_nbytes / 2**20:.1f} MiB, but the saver's memory_budget="
+                f"{cfg.memory_budget / 2**20:.0f} MiB has {max(0, left) / 2**20:.1f} MiB left for new queues; "
+                "give a smaller queue_size (or queue_bytes), or a larger memory_budget")
+        return Channel(
+            self._control, detector=self.name, name=name, shape=shape, dtype=dt, units=units, label=label or name,
+            axes=axes, chunk_frames=chunk_frames, tile_rows=tile_rows, queue_size=queue_size, overflow=overflow,
+            copy=copy, monotonic=monotonic, paths=self._naming.channel(self.path, len(shape), len(axes)))
 
 
 def _check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:

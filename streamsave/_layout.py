@@ -61,7 +61,6 @@ TIME_CHUNK: Final = 8192
 JOURNAL_GROUP: Final = "/streamsave"
 JOURNAL_FRAMES: Final = "/streamsave/durable_frames"
 JOURNAL_TIMES: Final = "/streamsave/flush_times"
-JOURNAL_CHUNK: Final = 256
 
 _DIM_GROUP: Final = {0: "Data0D", 1: "Data1D", 2: "Data2D"}
 
@@ -387,23 +386,30 @@ class Layout:
         return {"size": encode(frames)}
 
     def add_journal(self, data_paths: Sequence[str]) -> None:
-        """Create the durability journal: one row per flush, holding how many frames of
-        each channel (columns in ``data_paths`` order) the flush made durable, and when.
+        """Create the durability journal: one row, rewritten in place at every flush,
+        holding how many frames of each channel (columns in ``data_paths`` order) the
+        last completed flush made durable, and when (``flush_times``, one value).
+
+        One row, not one per flush: only the last matters to recovery, and a row per
+        flush would make a slow sensor's file grow by as much as its data. The row is
+        rewritten in place (fixed size, uncompressed), so no flush moves it.
 
         It lives outside ``/RawData`` (PyMoDAQ's loader and NeXus viewers ignore it)
-        and is created before SWMR starts, so it can grow while readers follow the
-        file. After a crash it tells recovery exactly which frames are whole.
+        and is created before SWMR starts. After a crash it tells recovery exactly
+        which frames are whole.
         """
         n = len(data_paths)
         self._backend.create_group(JOURNAL_GROUP, {
             "CLASS": "GROUP", "TITLE": "streamsave bookkeeping", "channels": json.dumps(list(data_paths)),
         })
         self._backend.create_dataset(JOURNAL_FRAMES, DatasetSpec(
-            shape=(0, n), maxshape=(None, n), dtype=np.dtype(np.int64), chunks=(JOURNAL_CHUNK, max(1, n)),
-            attrs={"CLASS": "EARRAY", "TITLE": "frames durable per channel after each flush"}))
+            shape=(1, n), maxshape=(None, n), dtype=np.dtype(np.int64), chunks=(1, max(1, n)),
+            data=np.zeros((1, n), dtype=np.int64),
+            attrs={"CLASS": "EARRAY", "TITLE": "frames durable per channel after the last flush"}))
         self._backend.create_dataset(JOURNAL_TIMES, DatasetSpec(
-            shape=(0,), maxshape=(None,), dtype=np.dtype(np.float64), chunks=(JOURNAL_CHUNK,),
-            attrs={"CLASS": "EARRAY", "TITLE": "time of each flush, s since the Unix epoch"}))
+            shape=(1,), maxshape=(None,), dtype=np.dtype(np.float64), chunks=(1,),
+            data=np.zeros(1, dtype=np.float64),
+            attrs={"CLASS": "EARRAY", "TITLE": "time of the last flush, s since the Unix epoch (0: none yet)"}))
 
     def drop_empty(self, backend: Backend, groups: Iterable[str]) -> None:
         """Remove the channel groups that never stored a frame, at close.

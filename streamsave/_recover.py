@@ -332,7 +332,9 @@ def _first_missing_chunk(ds: h5py.Dataset, frames: int) -> int:
     be found or lies past the end of the file (else ``frames``)."""
     if ds.chunks is None:
         return frames
-    size = ds.file.id.get_filesize()
+    # the bytes really there: HDF5's own figure is the end of the allocated space, which a
+    # truncated file no longer reaches (an uncompressed chunk past the end reads as zeros)
+    size = min(ds.file.id.get_filesize(), os.path.getsize(ds.file.filename))
     for offset in _chunk_offsets(ds, frames):
         try:
             info = ds.id.get_chunk_info_by_coord(offset)

@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
@@ -16,13 +15,14 @@ import anyio
 
 from ._channel import Channel
 from ._config import SaverConfig, make_config
+from ._control import Control
 from ._detector import Detector
-from ._errors import ConfigError, LayoutFrozenError, SaverClosedError, StreamSaveError
+from ._errors import ConfigError, StreamSaveError
 from ._events import Event, EventHub, FileClosed, Subscription, WriterFailed
 from ._layout import Naming, check_name, settings_to_json
 from ._stats import Progress, SaverStatistics, Timer
 from ._waker import LoopWaker
-from ._writer import Writer
+from ._writer import Writer, WriterHooks
 
 __all__ = ("Saver", "open_saver")
 
@@ -36,55 +36,53 @@ class Saver:
 
     def __init__(self, config: SaverConfig) -> None:
         self.config = config
+        #: the file, as an absolute path (resolved when the saver opened)
         self.path = config.path
         self.detectors: dict[str, Detector] = {}
-        self._channels: list[Channel] = []
-        self._pending_layout: deque[tuple[str, Any]] = deque()
         self._naming = Naming()
-        self._wake = threading.Event()
+        self._hub = EventHub()
         self._waker = LoopWaker()
-        self._loop_thread = threading.get_ident()
-        self._state = "opening"
-        self._frozen = False
-        self._closing = False
-        self._refuse_pushes = False
-        self._failure: BaseException | None = None
-        self._abort_deadline: float | None = None
-        self._flush_requests: list[anyio.Event] = []
+        self._control = Control(config, self._waker, self._publish)
         self._opened = anyio.Event()
         self._closed = anyio.Event()
         self._started = time.monotonic()
         self._ended: float | None = None
         self._flushes = 0
-        self._hub = EventHub()
         self._timers = {"encode": Timer(), "write": Timer(), "flush": Timer()}
-        self._thread = threading.Thread(target=Writer(self).run, name=f"streamsave-writer:{config.path.name}",
-                                        daemon=True)
+        writer = Writer(self._control, _Hooks(self), self._timers, lambda: bool(self._hub.subscriptions))
+        self._thread = threading.Thread(target=writer.run, name=f"streamsave-writer:{config.path.name}", daemon=True)
 
     def __repr__(self) -> str:
-        return f"<Saver {str(self.path)!r} state={self._state}>"
+        return f"<Saver {str(self.path)!r} state={self._control.state}>"
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], **options: Any) -> Saver:
         """Open a saver without a context manager; close it with :meth:`aclose`.
 
-        Takes the same arguments as :func:`open_saver`.
+        Takes the same arguments as :func:`open_saver`; returns once the file exists.
 
-        :raises ~streamsave.StorageError: the file cannot be created (exists, no
-            permission, missing directory, ...).
+        :raises ~streamsave.ConfigError: an invalid option.
+        :raises ~streamsave.StorageError: the file cannot be created (it exists and
+            ``mode`` is not ``"w"``, its directory is missing, no permission, ...).
         """
-        saver = cls(make_config(path, options))
+        config = make_config(path, options)
+        config.check_target()
+        saver = cls(config)
         saver._thread.start()
         with anyio.CancelScope(shield=True):
             await saver._opened.wait()
-        if saver._failure is not None:
-            await saver._closed.wait()
-            raise saver._failure
+        failure = saver._control.failure
+        if failure is not None:
+            with anyio.CancelScope(shield=True):
+                await saver._closed.wait()
+            raise failure
         return saver
 
     # ---------------------------------------------------------------- building
     def add_detector(self, name: str, *, settings: Mapping[str, Any] | None = None) -> Detector:
         """Declare a detector (a ``DetectorNNN`` group); then add its channels.
+
+        Safe from any thread.
 
         :param name: the detector's title (any text without ``/``).
         :param settings: acquisition settings to store with it, as a mapping of JSON
@@ -92,72 +90,32 @@ class Saver:
         :raises ~streamsave.ConfigError: invalid or duplicate name, settings that are
             not JSON values.
         :raises ~streamsave.LayoutFrozenError: writing already started in SWMR mode.
+        :raises ~streamsave.SaverClosedError: the saver is closing or closed.
         """
-        self._check_can_add(f"detector {name!r}")
         check_name("detector", name)
-        if name in self.detectors:
-            raise ConfigError(f"a detector named {name!r} already exists in {str(self.path)!r}")
-        detector = Detector(self, name, settings_to_json(name, settings))
-        self.detectors[name] = detector
-        self._pending_layout.append(("detector", detector))
+        settings_json = settings_to_json(name, settings)
+        with self._control.declaring(f"detector {name!r}") as layout:
+            if name in self.detectors:
+                raise ConfigError(f"a detector named {name!r} already exists in {str(self.path)!r}")
+            detector = Detector(self._control, self._naming, name, settings_json, self._naming.detector())
+            self.detectors[name] = detector
+            layout.append(("detector", detector))
         return detector
-
-    def _check_can_add(self, what: str) -> None:
-        if self._refuse_pushes:
-            self._raise_refusal()
-        if self._frozen and self.config.swmr:
-            raise LayoutFrozenError(
-                f"cannot add {what}: writing has started and {str(self.path)!r} is in SWMR mode, which forbids "
-                "new objects; add every detector and channel before the first push, or open with swmr=False")
 
     @property
     def channels(self) -> tuple[Channel, ...]:
         """Every channel, in the order added."""
-        return tuple(self._channels)
+        return self._control.channels
 
-    # ---------------------------------------------------------------- callbacks from producers / writer
-    def _on_first_push(self) -> None:
-        self._frozen = True
-
-    def _wake_writer(self) -> None:
-        if not self._wake.is_set():
-            self._wake.set()
-
-    def _raise_refusal(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-        raise SaverClosedError(f"the saver for {str(self.path)!r} is {self._state}; no more frames are accepted")
+    @property
+    def state(self) -> str:
+        """``"opening"``, ``"open"``, ``"closing"``, ``"closed"`` or ``"failed"``."""
+        return self._control.state
 
     def _publish(self, event: Event) -> None:
         """Deliver an event to subscribers (any thread; never waits)."""
         if self._hub.subscriptions or isinstance(event, FileClosed | WriterFailed):
             self._waker.call(partial(self._hub.publish, event))
-
-    def _writer_opened(self) -> None:
-        self._state = "open"
-        self._waker.call(self._opened.set)
-
-    def _writer_failed(self, exc: BaseException) -> None:
-        log.error("streamsave writer for %s failed: %r", self.path, exc)
-        self._failure = exc
-        self._publish(WriterFailed(error=exc))
-        self._state = "failed"
-        self._refuse_pushes = True
-        for ch in self._channels:
-            ch._wake_waiters()
-        self._waker.call(self._opened.set)
-
-    def _writer_done(self, flushes: int) -> None:
-        self._flushes = flushes
-        self._ended = time.monotonic()
-        if self._failure is None:
-            self._state = "closed"
-        for ch in self._channels:
-            ch._wake_waiters()
-        for event in self._flush_requests:
-            self._waker.call(event.set)
-        self._publish(FileClosed(statistics=self.statistics()))
-        self._waker.call(self._closed.set)
 
     # ---------------------------------------------------------------- public operations
     async def flush(self) -> dict[str, int]:
@@ -165,70 +123,64 @@ class Saver:
         of durable frames per channel (``"detector/channel"`` keys).
 
         Waits for the writer (typically milliseconds). Cancelling the wait does not
-        cancel the flush.
+        cancel the flush. Durable means: in the file as the operating system holds
+        it, so a killed process loses none of them; with ``fsync="flush"`` also on
+        the device, so a power cut loses none either.
 
         :raises ~streamsave.StorageError: the writer failed.
         """
-        if self._failure is not None:
-            raise self._failure
-        if self._state != "closed":
-            event = anyio.Event()
-            self._flush_requests.append(event)
-            self._wake_writer()
+        control = self._control
+        if control.failure is not None:
+            raise control.failure
+        event = control.request_flush()
+        if event is not None:
             await event.wait()
-        if self._failure is not None:
-            raise self._failure
-        return {ch.full_name: ch._durable for ch in self._channels}
+        if control.failure is not None:
+            raise control.failure
+        return {ch.full_name: ch.statistics().frames_durable for ch in control.channels}
 
     async def aclose(self, *, abort: bool = False) -> SaverStatistics:
         """Stop accepting frames, write everything accepted, close the file.
 
         With ``abort`` (used when the ``async with`` block raised or was cancelled),
-        frames still queued after ``close_timeout`` seconds are dropped and counted,
-        so closing always ends in bounded time. Safe to call more than once and from
-        any task; the wait is shielded from cancellation.
+        the writer keeps writing queued frames for ``close_timeout`` seconds; then it
+        drops (and counts) everything not yet stored, queued or in its pipeline, and
+        closes the file, so closing ends within ``close_timeout`` plus the one storage
+        call in progress at that moment. Safe to call more than once and from any
+        task; the wait is shielded from cancellation.
 
         :returns: the final statistics.
         :raises ~streamsave.StorageError: the writer failed (also when it failed earlier).
         """
-        if not self._closing:
-            self._closing = True
-            self._refuse_pushes = True
-            if self._state == "open":
-                self._state = "closing"
-            if abort:
-                self._abort_deadline = time.monotonic() + self.config.close_timeout
-            for ch in self._channels:
-                ch._wake_waiters()
-            self._wake.set()
+        self._control.begin_close(abort=abort)
         with anyio.CancelScope(shield=True):
             await self._closed.wait()
             await anyio.to_thread.run_sync(self._thread.join)
-        if self._failure is not None:
-            raise self._failure
+        if self._control.failure is not None:
+            raise self._control.failure
         return self.statistics()
 
     async def wait_closed(self) -> SaverStatistics:
         """Wait until the file is closed (by whoever closes it); return the final
         statistics, or raise the writer's failure."""
         await self._closed.wait()
-        if self._failure is not None:
-            raise self._failure
+        if self._control.failure is not None:
+            raise self._control.failure
         return self.statistics()
 
     def statistics(self) -> SaverStatistics:
         """A snapshot of every channel's counters and the totals (final after close)."""
-        chans = tuple(ch.statistics() for ch in self._channels)
+        chans = tuple(ch.statistics() for ch in self._control.channels)
         end = self._ended if self._ended is not None else time.monotonic()
         return SaverStatistics(
-            path=str(self.path), state=self._state, channels=chans,
+            path=str(self.path), state=self._control.state, channels=chans,
             frames_pushed=sum(c.frames_pushed for c in chans),
             frames_written=sum(c.frames_written for c in chans),
             frames_durable=sum(c.frames_durable for c in chans),
             frames_dropped=sum(c.frames_dropped for c in chans),
             bytes_written=sum(c.bytes_written for c in chans),
             bytes_stored=sum(c.bytes_stored for c in chans),
-            elapsed=end - self._started, flushes=self._flushes, error=self._failure,
+            elapsed=end - self._started, flushes=self._flushes, error=self._control.failure,
             timings={name: timer.snapshot() for name, timer in self._timers.items()},
         )
 
@@ -253,14 +205,18 @@ class Saver:
     async def progress(self, channel: Channel, *, target: int | None = None) -> AsyncIterator[Progress]:
         """Follow one channel's written frames, like ophyd-async's ``WatcherUpdate``.
 
-        Yields a :class:`~streamsave.Progress` at every progress event of the channel
-        (every ``progress_interval``), and a last one when ``target`` frames are
-        written or the file closes.
+        Yields a :class:`~streamsave.Progress` now, then every ``progress_interval``
+        while the count changes, and a last one when ``target`` frames are written or
+        the file closes. It reads the channel's counters and holds no subscription,
+        so breaking out of the loop leaves nothing behind.
         """
+        if channel not in self._control.channels:
+            raise ConfigError(f"channel {channel!r} does not belong to the saver of {str(self.path)!r}")
         start = time.monotonic()
-        first = channel._written
+        first = channel.statistics().frames_written
 
-        def make(current: int) -> Progress:
+        def make() -> Progress:
+            current = channel.statistics().frames_written
             elapsed = time.monotonic() - start
             rate = (current - first) / elapsed if elapsed > 0 else 0.0
             remaining = None
@@ -268,17 +224,41 @@ class Saver:
                 remaining = max(0.0, (target - current) / rate)
             return Progress(channel.full_name, current, target, elapsed, remaining, rate)
 
-        async with self.subscribe() as events:
-            yield make(channel._written)
-            async for event in events:
-                if isinstance(event, FileClosed):
-                    yield make(channel._written)
-                    return
-                if getattr(event, "channel", None) == channel.full_name and hasattr(event, "frames_written"):
-                    update = make(channel._written)
-                    yield update
-                    if target is not None and update.current >= target:
-                        return
+        update = make()
+        yield update
+        while not self._closed.is_set() and (target is None or update.current < target):
+            with anyio.move_on_after(self.config.progress_interval):
+                await self._closed.wait()
+            previous, update = update, make()
+            if update.current != previous.current or self._closed.is_set():
+                yield update
+
+
+class _Hooks(WriterHooks):
+    """The writer's three messages to its saver, each handed to the event loop."""
+
+    def __init__(self, saver: Saver) -> None:
+        self._saver = saver
+
+    def opened(self) -> None:
+        saver = self._saver
+        saver._control.opened()
+        saver._waker.call(saver._opened.set)
+
+    def failed(self, exc: BaseException) -> None:
+        # Logged at DEBUG only: the failure is raised to every caller, which decides.
+        log.debug("streamsave writer for %s failed: %r", self._saver.path, exc)
+        saver = self._saver
+        saver._control.fail(exc)
+        saver._publish(WriterFailed(error=exc))
+        saver._waker.call(saver._opened.set)
+
+    def done(self, flushes: int) -> None:
+        saver = self._saver
+        saver._flushes = flushes
+        saver._ended = time.monotonic()
+        saver._publish(FileClosed(statistics=saver.statistics()))
+        saver._waker.call(saver._closed.set)
 
 
 @asynccontextmanager
@@ -319,7 +299,7 @@ async def open_saver(path: str | os.PathLike[str], **options: Any) -> AsyncItera
         try:
             await saver.aclose(abort=True)
         except StreamSaveError as exc:
-            if exc is not saver._failure:  # the writer's own failure is logged once, where it happened
+            if exc is not saver._control.failure:  # the writer's own failure is raised to the caller
                 log.warning("closing %s after an error also failed: %r", path, exc)
         raise
     await saver.aclose()

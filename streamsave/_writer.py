@@ -4,12 +4,22 @@ One thread per saver owns the backend (all HDF5 calls happen here, never on the
 event loop). Each cycle it takes what producers queued, cuts it into chunks of
 whole frames, has a thread pool assemble and compress each chunk (the GIL is
 released while blosc2 works), and stores finished chunks in order by direct chunk
-write. At every flush it also stores the partly filled chunk of each channel, so no
-accepted frame waits longer than ``flush_interval`` to become durable; the chunk is
-stored again, complete, once it fills.
+write.
+
+At every flush it also stores each channel's partly filled chunk, so no accepted
+frame waits longer than ``flush_interval`` to become durable. Such a chunk is stored
+**uncompressed** (its filter skipped in the chunk's filter mask), at full size, and
+every later version of it, up to and including the full one, is stored the same
+way: HDF5 then rewrites it in place, over bytes that hold the same frames, instead
+of freeing its space and allocating new space. That is what keeps the last flush's
+frames intact when the process dies in the middle of the next one (a freed chunk at
+the end of the file is handed back by HDF5 at once and overwritten), and what keeps
+a slow channel's file from growing with every flush (under SWMR freed space is never
+reused). Chunks filled between two flushes are compressed as usual.
 
 It talks back to the event loop only through fire-and-forget wake-ups
-(:class:`~streamsave._waker.LoopWaker`), so a busy loop never slows it down.
+(:class:`~streamsave._waker.LoopWaker`), and to producers only through their
+channels' ``_writer_*`` methods, so a busy loop never slows it down.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -25,38 +36,53 @@ import numpy.typing as npt
 
 from ._channel import Channel, Entry
 from ._compress import ChunkEncoder, filter_for
-from ._errors import StorageError, WriterError
+from ._errors import ConfigError, StorageError, StreamSaveError, WriterError
 from ._events import ChannelCreated, FileOpened, Flushed, FramesWritten
 from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, TIME_CHUNK, Layout
 from ._stats import Timer
 
 if TYPE_CHECKING:
-    from ._saver import Saver
+    from ._control import Control
+    from ._detector import Detector
 
 from .backends import Backend
 
-__all__ = ("Writer",)
+__all__ = ("Writer", "WriterHooks")
 
 log = logging.getLogger(__name__)
 
 Piece = tuple[Any, int]  # (frame or block, frames)
 Payload = bytes | memoryview
-# (stored bytes of each tile of the chunk, buffer to recycle once they are written)
-Encoded = tuple[list[Payload], npt.NDArray[Any] | None]
+# (stored bytes, buffer to recycle once they are written)
+Encoded = tuple[Payload, npt.NDArray[Any] | None]
+_SKIP_FIRST_FILTER = 1  # a chunk's filter mask: stored without the (only) filter
+
+
+class WriterHooks:
+    """What the writer tells its saver (called from the writer thread)."""
+
+    def opened(self) -> None:
+        raise NotImplementedError
+
+    def failed(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def done(self, flushes: int) -> None:
+        raise NotImplementedError
 
 
 class _TimeAxis:
     """The channel's timestamps, stored a whole chunk at a time by direct chunk write
-    (a per-batch dataset write costs more Python than the data chunk itself)."""
+    (a per-batch dataset write costs more Python than the data chunk itself). The
+    partly filled chunk is stored at each flush, in place (uncompressed, fixed size)."""
 
-    __slots__ = ("buf", "chunk", "dirty", "filled", "index", "path")
+    __slots__ = ("buf", "chunk", "dirty", "index", "path")
 
     def __init__(self, path: str, chunk: int) -> None:
         self.path = path
         self.chunk = chunk
         self.buf = np.zeros(chunk, dtype=np.float64)
         self.index = 0  # time chunk being filled
-        self.filled = 0
         self.dirty = False
 
     def put(self, backend: Backend, start: int, times: npt.NDArray[np.float64]) -> None:
@@ -69,12 +95,11 @@ class _TimeAxis:
             self.buf[pos:pos + take] = times[i:i + take]
             pos += take
             i += take
-            self.filled = max(self.filled, pos)
             self.dirty = True
             if pos == self.chunk:
                 backend.write_chunk(self.path, (self.index * self.chunk,), self.buf.data)
                 self.index += 1
-                self.filled = pos = 0
+                pos = 0
                 self.buf[:] = 0
                 self.dirty = False
 
@@ -88,8 +113,8 @@ class _TimeAxis:
 class _Stream:
     """The writer's state for one channel: the chunk being filled and buffers."""
 
-    __slots__ = ("buffers", "channel", "dirty", "encoder", "extent", "index", "k", "m", "pieces",
-                 "reported_written", "stored_sizes", "tile_rows", "time_axis", "times")
+    __slots__ = ("buffers", "channel", "dirty", "encoder", "extent", "index", "k", "m", "pieces", "raw",
+                 "released", "reported_written", "stored_sizes", "tile_rows", "time_axis", "times")
 
     def __init__(self, channel: Channel, encoder: ChunkEncoder) -> None:
         self.channel = channel
@@ -102,9 +127,13 @@ class _Stream:
         self.pieces: list[Piece] = []
         self.times: list[Any] = []
         self.dirty = False  # frames added since the chunk was last stored
+        #: the chunk being filled was stored partly filled: every version of it is stored raw
+        self.raw = False
         self.extent = 0  # dataset length
         self.buffers: list[npt.NDArray[Any]] = []
         self.stored_sizes: dict[int, int] = {}
+        #: frames of a partly filled chunk whose room was given back when it was stored
+        self.released: dict[int, int] = {}
         self.reported_written = 0
         self.time_axis = _TimeAxis(channel.paths.time, TIME_CHUNK)
 
@@ -117,53 +146,55 @@ class _Stream:
 
 
 class _Job:
-    __slots__ = ("frames", "future", "index", "stream", "times")
+    """One chunk (or one tile of a frame) on its way to the file."""
+
+    __slots__ = ("final", "frames", "future", "index", "mask", "stream", "tile", "times")
 
     def __init__(self, stream: _Stream, index: int, frames: int, times: npt.NDArray[np.float64],
-                 future: Future[Encoded]) -> None:
+                 future: Future[Encoded], *, final: bool, mask: int, tile: int = -1) -> None:
         self.stream = stream
         self.index = index
         self.frames = frames
         self.times = times
         self.future = future
+        #: the chunk's last version: its frames give their room back once stored
+        self.final = final
+        self.mask = mask
+        #: tile number for frames stored as tiles (-1: a whole chunk); the last tile completes the frame
+        self.tile = tile
 
 
-def _assemble(stream: _Stream, pieces: list[Piece], frames: int, timer: Timer,
-              ) -> Encoded:
+def _assemble(stream: _Stream, pieces: list[Piece], frames: int, raw: bool, timer: Timer) -> Encoded:
     """Copy a chunk's frames into a reusable buffer and encode it (pool thread)."""
     started = time.perf_counter()
-    result = _assemble_chunk(stream, pieces, frames)
+    result = _assemble_chunk(stream, pieces, frames, raw)
     timer.add(time.perf_counter() - started)
     return result
 
 
-def _encode_tiles(stream: _Stream, frame: Any) -> Encoded:
-    """A frame larger than ``chunk_bytes`` is stored as several chunks, tiles of whole
-    rows (``tile_rows`` of them): each tile is a contiguous slice of the frame, encoded
-    in place; only a short last tile is padded into a buffer."""
+def _encode_tile(stream: _Stream, frame: Any, tile: int, timer: Timer) -> Encoded:
+    """One tile (``tile_rows`` whole rows) of a frame larger than ``chunk_bytes``: a
+    contiguous slice of the frame, encoded in place; a short last tile is padded."""
+    started = time.perf_counter()
     ch = stream.channel
     rows = stream.tile_rows
-    frame = np.ascontiguousarray(frame, dtype=ch.dtype)
-    payloads: list[Payload] = []
-    for start in range(0, ch.shape[0], rows):
-        tile = frame[start:start + rows]
-        if tile.shape[0] < rows:
-            padded = np.zeros((rows, *ch.shape[1:]), dtype=ch.dtype)
-            padded[:tile.shape[0]] = tile
-            tile = padded
-        payloads.append(stream.encoder.encode(tile))
-    return payloads, None
+    part = np.ascontiguousarray(frame[tile * rows:(tile + 1) * rows], dtype=ch.dtype)
+    if part.shape[0] < rows:
+        padded = np.zeros((rows, *ch.shape[1:]), dtype=ch.dtype)
+        padded[:part.shape[0]] = part
+        part = padded
+    payload = stream.encoder.encode(part)
+    timer.add(time.perf_counter() - started)
+    return payload, None
 
 
-def _assemble_chunk(stream: _Stream, pieces: list[Piece], frames: int) -> Encoded:
-    if stream.tile_rows:
-        return _encode_tiles(stream, pieces[0][0])
-    if frames == stream.k and len(pieces) == 1:
+def _assemble_chunk(stream: _Stream, pieces: list[Piece], frames: int, raw: bool) -> Encoded:
+    if frames == stream.k and len(pieces) == 1 and not raw:
         whole = pieces[0][0]
         if isinstance(whole, np.ndarray) and whole.flags.c_contiguous and whole.dtype == stream.channel.dtype:
             # One frame (or one pushed block) is the whole chunk: encode it in place, no copy.
             # The frame stays referenced by the job until the chunk is written.
-            return [stream.encoder.encode(whole)], None
+            return stream.encoder.encode(whole), None
     buf = stream.buffer()
     flat = buf.reshape((stream.k, *stream.channel.shape))
     pos = 0
@@ -178,11 +209,11 @@ def _assemble_chunk(stream: _Stream, pieces: list[Piece], frames: int) -> Encode
             pos += n
     if frames < stream.k:
         buf[frames:] = 0
-    payload = stream.encoder.encode(buf)
-    if stream.encoder.compression is None:
-        return [payload], buf  # the buffer is the payload: recycle it after writing
+    payload = stream.encoder.encode(buf, raw=raw)
+    if raw or stream.encoder.compression is None:
+        return payload, buf  # the buffer is the payload: recycle it after writing
     stream.buffers.append(buf)
-    return [payload], None
+    return payload, None
 
 
 def _times_array(times: list[Any]) -> npt.NDArray[np.float64]:
@@ -192,89 +223,114 @@ def _times_array(times: list[Any]) -> npt.NDArray[np.float64]:
 
 
 class Writer:
-    """Runs in its own thread: :meth:`run` returns when the file is closed."""
+    """Runs in its own thread: :meth:`run` returns when the file is closed.
 
-    def __init__(self, saver: Saver) -> None:
-        self.saver = saver
-        self.config = saver.config
+    :param control: the state shared with the saver and producers.
+    :param hooks: what to tell the saver when the file is open, failed, closed.
+    :param timers: ``encode``/``write``/``flush`` duration accumulators.
+    :param subscribed: whether anyone listens to events (progress is skipped otherwise).
+    """
+
+    def __init__(self, control: Control, hooks: WriterHooks, timers: dict[str, Timer],
+                 subscribed: Callable[[], bool]) -> None:
+        self.control = control
+        self.hooks = hooks
+        self.config = control.config
+        self.timers = timers
+        self.subscribed = subscribed
         self.backend: Backend | None = None
         self.layout: Layout | None = None
         self.streams: list[_Stream] = []
         self.inflight: deque[_Job] = deque()
         self.pool = ThreadPoolExecutor(self.config.compress_threads, thread_name_prefix="streamsave-encode")
         self.swmr_started = False
+        self.aborted = False
         self.flushes = 0
         #: the channels (data paths) the journal has columns for, once it exists
         self.journal: list[str] | None = None
-        self.journal_rows = 0
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
-        saver = self.saver
         try:
-            self.backend = self.config.open_backend()
+            self.backend = self._open()
             self.layout = Layout(self.backend, title=self.config.title,
                                  compression=self.config.compression.name if self.config.compression else "none")
         except BaseException as exc:
-            saver._writer_failed(_translate(exc, "create"))
+            self.hooks.failed(_translate(exc, "create"))
             self._shutdown()
             return
-        saver._writer_opened()
-        saver._publish(FileOpened(path=str(self.config.path)))
+        self.hooks.opened()
+        self.control.publish(FileOpened(path=str(self.config.path)))
         try:
             self._main_loop()
             self._finish()
         except BaseException as exc:
-            saver._writer_failed(_translate(exc, "write"))
+            self.hooks.failed(_translate(exc, "write"))
         finally:
             self._shutdown()
 
+    def _open(self) -> Backend:
+        """Open the backend, refusing what it cannot do (it reads the capability flags)."""
+        cfg = self.config
+        backend = cfg.open_backend()
+        problem = None
+        if not backend.supports_direct_chunk_write:
+            problem = "cannot store chunks compressed beforehand (direct chunk write), which this engine needs"
+        elif cfg.swmr and not backend.supports_swmr:
+            problem = "has no SWMR mode; open the saver with swmr=False"
+        if problem is not None:
+            backend.close()
+            raise ConfigError(f"backend {backend.name!r} {problem}")
+        return backend
+
     def _shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-        failed = self.saver._failure is not None
+        failed = self.control.failure is not None
         if self.backend is not None:  # only still open after a failure
             try:
                 self.backend.abandon()
             except BaseException as exc:  # already failed: do not mask the first error
                 log.debug("abandoning the file after a failure raised %r", exc)
-        for ch in self.saver._channels:
-            ch._take(1 << 62)  # whatever is still queued now can no longer be written
-            if failed:  # the file holds what the last flush wrote, nothing after it
-                ch._written = ch._durable
-            ch._dropped_by_writer = ch._taken - ch._written
-            ch._done_at = time.monotonic()
-        self.saver._writer_done(self.flushes)
+        for ch in self.control.channels:
+            ch._writer_finish(failed)
+        for event in self.control.finish():
+            self.control.waker.call(event.set)
+        self.hooks.done(self.flushes)
 
     def _main_loop(self) -> None:
-        saver, cfg = self.saver, self.config
-        wake = saver._wake
+        control, cfg = self.control, self.config
+        bell = control.doorbell
         next_flush = time.monotonic() + cfg.flush_interval
         next_progress = time.monotonic() + cfg.progress_interval
         while True:
-            deadline = min(next_flush, next_progress) if saver._hub.subscriptions else next_flush
-            wake.wait(max(0.0, deadline - time.monotonic()))
-            wake.clear()
+            deadline = min(next_flush, next_progress) if self.subscribed() else next_flush
+            bell.wait(max(0.0, deadline - time.monotonic()))
+            bell.clear()
             self._apply_layout()
-            closing = saver._closing
-            if closing and saver._abort_deadline is not None and time.monotonic() > saver._abort_deadline:
-                self._discard_queued()
+            closing, aborting = control.closing()
+            if aborting:
+                self._abort()
             backlog = False
             for stream in self.streams:
-                backlog |= self._collect(stream)
+                backlog |= self._collect(stream, self.config.max_inflight * stream.k)
+                if stream.m and stream.dirty and stream.channel._writer_starved():
+                    # producers wait for room held by a partly filled chunk (a queue smaller than
+                    # a chunk or two): store it now, uncompressed, to give that room back
+                    self._seal(stream, final=False)
             self._write_ready(wait=False)
             if backlog:  # more is queued than one pipeline's worth: come straight back for it
-                wake.set()
+                bell.set()
             now = time.monotonic()
-            if closing or saver._flush_requests or now >= next_flush:
-                requests, saver._flush_requests = saver._flush_requests, []
+            waiters = control.take_flush_waiters()
+            if closing or waiters or now >= next_flush:
                 try:
                     self._flush()
                 finally:  # waiters learn the outcome (success, or the failure) either way
-                    for event in requests:
-                        saver._waker.call(event.set)
+                    for event in waiters:
+                        control.waker.call(event.set)
                 next_flush = time.monotonic() + cfg.flush_interval
-                if closing and all(not s.channel._entries for s in self.streams) and not saver._pending_layout:
-                    self._progress()
+                if closing and not any(s.channel._writer_queued() for s in self.streams):
+                    self._progress()  # channels refuse frames before closing is seen: nothing more comes
                     return
             if now >= next_progress:
                 self._progress()
@@ -282,41 +338,45 @@ class Writer:
 
     # ------------------------------------------------------------------ layout
     def _apply_layout(self) -> None:
-        saver = self.saver
         assert self.layout is not None and self.backend is not None
-        while saver._pending_layout:
-            kind, obj = saver._pending_layout.popleft()
+        items, frozen = self.control.take_layout()
+        for kind, obj in items:
             if kind == "detector":
-                self.layout.add_detector(obj.path, obj.name, obj._settings_json)
-            else:
-                ch: Channel = obj
-                assert ch._detector_obj is not None
-                flt = filter_for(self.config.compression)
-                self.layout.add_channel(
-                    ch._detector_obj.path, ch.detector, ch.paths, name=ch.name, shape=ch.shape, dtype=ch.dtype,
-                    chunk_shape=ch.chunk_shape, filter=flt, units=ch.units, label=ch.label, axes=ch.axes)
-                self.streams.append(_Stream(ch, ChunkEncoder(self.config.compression, ch.dtype.itemsize)))
-                saver._publish(ChannelCreated(
-                    channel=ch.full_name, path=str(self.config.path), dataset=ch.paths.data, time_axis=ch.paths.time,
-                    frame_shape=ch.shape, dtype=ch.dtype.name, chunk_shape=ch.chunk_shape))
-        if self.journal is None and saver._frozen and not saver._pending_layout:
+                det: Detector = obj
+                self.layout.add_detector(det.path, det.name, det._settings_json)
+                continue
+            ch: Channel = obj
+            self.layout.add_channel(
+                ch.paths.group.rsplit("/", 2)[0], ch.detector, ch.paths, name=ch.name, shape=ch.shape,
+                dtype=ch.dtype, chunk_shape=ch.chunk_shape, filter=filter_for(self.config.compression),
+                units=ch.units, label=ch.label, axes=ch.axes)
+            self.streams.append(_Stream(ch, ChunkEncoder(self.config.compression, ch.dtype.itemsize)))
+            self.control.publish(ChannelCreated(
+                channel=ch.full_name, path=str(self.config.path), dataset=ch.paths.data, time_axis=ch.paths.time,
+                frame_shape=ch.shape, dtype=ch.dtype.name, chunk_shape=ch.chunk_shape))
+        if self.journal is None and frozen:
             self.journal = [s.channel.paths.data for s in self.streams]
             self.layout.add_journal(self.journal)
-        if not self.swmr_started and self.config.swmr and saver._frozen:
+        if not self.swmr_started and self.config.swmr and frozen:
             self.backend.start_swmr()
             self.swmr_started = True
 
     # ------------------------------------------------------------------ chunks
-    def _collect(self, stream: _Stream) -> bool:
-        """Move queued frames into chunks, at most a pipeline's worth (``max_inflight``
-        chunks), so frames wait in the bounded queue rather than in the writer and
-        producers see steady backpressure. Returns whether frames are left queued."""
+    def _collect(self, stream: _Stream, limit: int) -> bool:
+        """Move up to ``limit`` queued frames into chunks. Returns whether frames are
+        left queued."""
         k = stream.k
-        limit = max(1, k * self.config.max_inflight - stream.m)
-        entries: list[Entry] = stream.channel._take(limit)
+        entries: list[Entry] = stream.channel._writer_take(max(1, limit - stream.m))
         for data, ts, n in entries:
+            if self.aborted:  # what was taken is dropped with the rest (counted when the writer ends)
+                break
+            if stream.tile_rows:
+                for j in range(n):
+                    frame, t = (data, ts) if type(ts) is float else (data[j], float(ts[j]))
+                    self._submit_tiles(stream, frame, t)
+                continue
             start = 0
-            while start < n:
+            while start < n and not self.aborted:
                 take = min(n - start, k - stream.m)
                 if type(ts) is float:  # a single pushed frame (a block of one has an array of times)
                     stream.pieces.append((data, 1))
@@ -332,139 +392,195 @@ class Writer:
                 stream.dirty = True
                 if stream.m == k:
                     self._seal(stream, final=True)
-        return bool(stream.channel._entries)
+        return stream.channel._writer_queued() > 0
 
     def _seal(self, stream: _Stream, *, final: bool) -> None:
         """Submit the chunk being filled for encoding; ``final`` when it is full."""
+        if self.aborted:
+            return
         pieces = stream.pieces if final else list(stream.pieces)
         times = _times_array(stream.times)
-        future = self.pool.submit(_assemble, stream, pieces, stream.m, self.saver._timers["encode"])
-        self.inflight.append(_Job(stream, stream.index, stream.m, times, future))
+        raw = (stream.raw or not final) and stream.encoder.compression is not None
+        future = self.pool.submit(_assemble, stream, pieces, stream.m, raw, self.timers["encode"])
+        future.add_done_callback(self._encoded)
+        self.inflight.append(_Job(stream, stream.index, stream.m, times, future, final=final,
+                                  mask=_SKIP_FIRST_FILTER if raw else 0))
         stream.dirty = False
         if final:
             stream.index += 1
             stream.m = 0
             stream.pieces = []
             stream.times = []
+            stream.raw = False
+        else:
+            stream.raw = True
+        self._wait_for_room()
+
+    def _submit_tiles(self, stream: _Stream, frame: Any, timestamp: float) -> None:
+        """A frame larger than ``chunk_bytes``: one job per tile, in order."""
+        if self.aborted:
+            return
+        tiles = -(-stream.channel.shape[0] // stream.tile_rows)
+        times = np.array([timestamp])
+        for tile in range(tiles):
+            future = self.pool.submit(_encode_tile, stream, frame, tile, self.timers["encode"])
+            future.add_done_callback(self._encoded)
+            self.inflight.append(_Job(stream, stream.index, 1, times, future, final=tile == tiles - 1, mask=0,
+                                      tile=tile))
+            self._wait_for_room()
+        stream.index += 1
+
+    def _encoded(self, _: Future[Encoded]) -> None:
+        """A chunk is ready to store (pool thread): wake the writer, whose producers may
+        be waiting for the room that storing it gives back."""
+        self.control.ring()
+
+    def _wait_for_room(self) -> None:
         if len(self.inflight) >= self.config.max_inflight:
             self._write_ready(wait=True, keep=self.config.max_inflight // 2)
 
     def _write_ready(self, *, wait: bool, keep: int = 0) -> None:
         """Store finished chunks in submission order; with ``wait``, until at most
         ``keep`` remain in flight."""
-        done: list[tuple[_Job, list[Payload], npt.NDArray[Any] | None]] = []
+        done: list[tuple[_Job, Encoded]] = []
         inflight = self.inflight
         while inflight and (inflight[0].future.done() or (wait and len(inflight) > keep)):
             job = inflight.popleft()
-            payloads, buf = job.future.result()
-            done.append((job, payloads, buf))
+            done.append((job, job.future.result()))
         if done:
+            started = time.perf_counter()
             self._store(done)
+            self.timers["write"].add(time.perf_counter() - started)
 
-    def _store(self, done: list[tuple[_Job, list[Payload], npt.NDArray[Any] | None]]) -> None:
-        started = time.perf_counter()
-        self._store_chunks(done)
-        self.saver._timers["write"].add(time.perf_counter() - started)
-
-    def _store_chunks(self, done: list[tuple[_Job, list[Payload], npt.NDArray[Any] | None]]) -> None:
+    def _store(self, done: list[tuple[_Job, Encoded]]) -> None:
         backend = self.backend
         assert backend is not None
         ends: dict[_Stream, int] = {}
-        for job, _, _ in done:
+        for job, _ in done:
             end = job.index * job.stream.k + job.frames
             if end > ends.get(job.stream, job.stream.extent):
                 ends[job.stream] = end
         for stream, end in ends.items():
-            paths = stream.channel.paths
-            backend.resize(paths.data, end)
-            backend.resize(paths.time, end)
+            backend.resize(stream.channel.paths.data, end)
+            backend.resize(stream.channel.paths.time, end)
             stream.extent = end
-        for job, payloads, buf in done:
-            stream = job.stream
-            ch = stream.channel
-            start = job.index * stream.k
-            size = 0
-            for tile, payload in enumerate(payloads):
-                offset = (start, tile * stream.tile_rows) + (0,) * (len(ch.stored_shape) - 1)
-                backend.write_chunk(ch.paths.data, offset, payload)
-                size += len(payload) if isinstance(payload, bytes) else payload.nbytes
-            stream.time_axis.put(backend, start, job.times)
-            ch._bytes_stored += size - stream.stored_sizes.pop(job.index, 0)
-            if job.frames < stream.k:
-                stream.stored_sizes[job.index] = size
+        for i, (job, (payload, buf)) in enumerate(done):
+            if self._aborting():  # an aborted close ran out of time: store nothing more
+                self._drop_jobs([j for j, _ in done[i:]])
+                return
+            self._store_one(backend, job, payload)
             if buf is not None:
-                stream.buffers.append(buf)
-            if start + job.frames > ch._written:
-                ch._written = start + job.frames
-                ch._last_time = float(job.times[-1])
-                ch._last_write = time.monotonic()
+                job.stream.buffers.append(buf)
+
+    def _store_one(self, backend: Backend, job: _Job, payload: Payload) -> None:
+        stream = job.stream
+        ch = stream.channel
+        start = job.index * stream.k
+        size = len(payload) if isinstance(payload, bytes) else payload.nbytes
+        if job.tile >= 0:  # a tile of a frame: written once; the frame is complete with its last tile
+            backend.write_chunk(ch.paths.data, (start, job.tile * stream.tile_rows) + (0,) * (len(ch.shape) - 1),
+                                payload, job.mask)
+            if not job.final:
+                ch._writer_stored(0, 0.0, size, 0)
+                return
+            delta, released = size, 0
+        else:
+            backend.write_chunk(ch.paths.data, (start,) + (0,) * len(ch.stored_shape), payload, job.mask)
+            delta = size - stream.stored_sizes.pop(job.index, 0)  # a partly filled version is replaced
+            released = stream.released.pop(job.index, 0)
+            if not job.final:
+                stream.stored_sizes[job.index] = size
+                stream.released[job.index] = job.frames
+        stream.time_axis.put(backend, start, job.times)
+        # stored frames give their room back (the writer keeps those of a partly filled chunk
+        # for its next version: at most one chunk per channel beyond the queue)
+        ch._writer_stored(start + job.frames, float(job.times[-1]), delta, job.frames - released)
+
+    def _drop_jobs(self, jobs: list[_Job]) -> None:
+        """Forget chunks that will not be stored, and shrink the datasets back to the
+        frames that are (the extents were set for the whole batch)."""
+        for job in jobs:
+            job.future.cancel()
+        self._abort()
+        assert self.backend is not None
+        for stream in {job.stream for job in jobs}:
+            written = stream.channel.statistics().frames_written
+            if stream.extent > written:
+                self.backend.resize(stream.channel.paths.data, written)
+                self.backend.resize(stream.channel.paths.time, written)
+                stream.extent = written
+
+    def _aborting(self) -> bool:
+        if not self.aborted and self.control.closing()[1]:
+            self._abort()
+        return self.aborted
+
+    def _abort(self) -> None:
+        """``close_timeout`` ran out on an aborted close: drop what is queued, in the
+        pipeline and in chunks being filled (counted as dropped when the writer ends);
+        from now on only the close itself touches the file."""
+        self.aborted = True
+        for job in self.inflight:
+            job.future.cancel()
+        self.inflight.clear()
+        for stream in self.streams:
+            stream.channel._writer_discard_queued()
+            stream.pieces, stream.times, stream.m, stream.dirty = [], [], 0, False
 
     def _flush(self) -> None:
         backend = self.backend
         assert backend is not None
         self._apply_layout()
-        for stream in self.streams:
-            ch = stream.channel
-            queued = ch._entered  # every frame queued before the flush was requested is included
-            while self._collect(stream) and ch._taken + ch._evicted < queued:
-                pass
+        for stream in self.streams:  # every frame queued before the flush was requested
+            mark = stream.channel._writer_flush_mark()
+            while stream.channel._writer_left() < mark and not self.aborted:
+                self._collect(stream, 1 << 62)
             if stream.m and stream.dirty:
                 self._seal(stream, final=False)
         self._write_ready(wait=True)
         for stream in self.streams:
             stream.time_axis.store(backend)
-        if not self.swmr_started:
-            for stream in self.streams:
+        if self.journal is not None:  # the one row: what this flush makes durable
+            row = [s.channel.statistics().frames_written for s in self.streams[:len(self.journal)]]
+            backend.write_rows(JOURNAL_FRAMES, 0, np.array([row], dtype=np.int64))
+            backend.write_rows(JOURNAL_TIMES, 0, np.array([time.time()]))
+        if not self.swmr_started:  # channels the journal does not cover (added late, plain files)
+            for stream in self.streams[len(self.journal or ()):]:
                 self._write_final_attrs(stream)
-        if self.journal is not None:  # one row per flush: what this flush makes durable
-            row = np.array([[s.channel._written for s in self.streams[:len(self.journal)]]], dtype=np.int64)
-            self.journal_rows += 1
-            backend.resize(JOURNAL_FRAMES, self.journal_rows)
-            backend.write_rows(JOURNAL_FRAMES, self.journal_rows - 1, row)
-            backend.resize(JOURNAL_TIMES, self.journal_rows)
-            backend.write_rows(JOURNAL_TIMES, self.journal_rows - 1, np.array([time.time()]))
         started = time.perf_counter()
-        backend.flush()
-        self.saver._timers["flush"].add(time.perf_counter() - started)
+        backend.flush(sync=self.config.fsync == "flush")
+        self.timers["flush"].add(time.perf_counter() - started)
         self.flushes += 1
         now = time.time()
-        for stream in self.streams:
-            ch = stream.channel
-            if ch._durable != ch._written:
-                ch._durable = ch._written
-                ch._durable_timestamp = ch._last_time
-                ch._durable_at = now
-        if self.saver._hub.subscriptions:
-            self.saver._publish(Flushed(durable={s.channel.full_name: s.channel._durable for s in self.streams},
-                                        seconds=time.perf_counter() - started))
+        durable = {s.channel.full_name: s.channel._writer_flushed(now) for s in self.streams}
+        if self.subscribed():
+            self.control.publish(Flushed(durable=durable, seconds=time.perf_counter() - started))
 
     def _progress(self) -> None:
         """Publish what changed since the last tick: writes, drops, backpressure."""
-        saver = self.saver
+        subscribed = self.subscribed()
         for stream in self.streams:
             ch = stream.channel
-            ch._report_progress()
-            if not saver._hub.subscriptions:
+            ch._writer_tick()
+            if not subscribed:
                 continue
             st = ch.statistics()
             if st.frames_written != stream.reported_written:
-                saver._publish(FramesWritten(
+                self.control.publish(FramesWritten(
                     channel=st.name, frames=st.frames_written - stream.reported_written,
                     frames_written=st.frames_written, frames_durable=st.frames_durable,
                     frames_dropped=st.frames_dropped, bytes_written=st.bytes_written, bytes_stored=st.bytes_stored,
                     compression_ratio=st.compression_ratio, queue_fill=st.queue_fill))
                 stream.reported_written = st.frames_written
 
-    def _write_final_attrs(self, stream: _Stream) -> None:
+    def _write_final_attrs(self, stream: _Stream, *, closing: bool = False) -> None:
         assert self.backend is not None
-        ch = stream.channel
-        attrs = Layout.final_attrs(ch.shape, ch._written, ch._dropped, ch._rejected)
-        self.backend.set_attrs(ch.paths.data, attrs)
-        self.backend.set_attrs(ch.paths.time, Layout.time_attrs(ch._written))
-
-    def _discard_queued(self) -> None:
-        for stream in self.streams:
-            stream.channel._take(1 << 62)
+        st = stream.channel.statistics()
+        # at close every accepted frame not written is dropped (by policy, or an aborted close)
+        dropped = st.frames_pushed - st.frames_written if closing else st.frames_dropped
+        attrs = Layout.final_attrs(stream.channel.shape, st.frames_written, dropped, st.frames_rejected)
+        self.backend.set_attrs(stream.channel.paths.data, attrs)
+        self.backend.set_attrs(stream.channel.paths.time, Layout.time_attrs(st.frames_written))
 
     def _finish(self) -> None:
         """Final attributes, removal of channels that never stored a frame (PyMoDAQ's
@@ -477,21 +593,21 @@ class Writer:
         """
         backend = self.backend
         assert backend is not None and self.layout is not None
-        empty = [s.channel.paths.group for s in self.streams if s.channel._written == 0]
+        empty = [s.channel.paths.group for s in self.streams if s.channel.statistics().frames_written == 0]
         for stream in self.streams:
-            if stream.channel._written:
-                self._write_final_attrs(stream)
+            if stream.channel.statistics().frames_written:
+                self._write_final_attrs(stream, closing=True)
         if empty:
             if self.swmr_started:
                 backend.close()
                 backend = self.backend = self.config.open_backend(mode="r+")
             self.layout.drop_empty(backend, empty)
         self.backend = None
-        backend.close(fsync=self.config.fsync)
+        backend.close(fsync=self.config.fsync != "never")
 
 
 def _translate(exc: BaseException, action: str) -> BaseException:
-    if isinstance(exc, StorageError | WriterError):
+    if isinstance(exc, StreamSaveError):
         return exc
     if isinstance(exc, OSError):
         err = StorageError(f"could not {action} the file: {exc}")

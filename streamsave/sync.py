@@ -156,6 +156,11 @@ class Channel:
         """Whether pushed frames are copied."""
         return self.channel.copy
 
+    @property
+    def monotonic(self) -> bool:
+        """Whether given timestamps must not go backwards (see :meth:`streamsave.Detector.add_channel`)."""
+        return self.channel.monotonic
+
     # -------------------------------------------------------------- operations
     def push(self, frame: Any, *, timestamp: float | None = None) -> None:
         """Queue one frame, blocking this thread while the queue is full (``block``)."""
@@ -218,11 +223,12 @@ class Detector:
         queue_size: int | None = None,
         overflow: Overflow | str | None = None,
         copy: bool = False,
+        monotonic: bool = False,
     ) -> Channel:
         """See :meth:`streamsave.Detector.add_channel`."""
         return self._wrap(self.detector.add_channel(
             name, shape=shape, dtype=dtype, units=units, label=label, axes=axes, chunk_frames=chunk_frames,
-            queue_size=queue_size, overflow=overflow, copy=copy))
+            queue_size=queue_size, overflow=overflow, copy=copy, monotonic=monotonic))
 
 
 class Subscription:

@@ -57,10 +57,10 @@ class GatedBackend(H5pyBackend):
 
     last: GatedBackend
 
-    def write_chunk(self, path: str, offset: Any, data: Any) -> None:
+    def write_chunk(self, path: str, offset: Any, data: Any, filter_mask: int = 0) -> None:
         self.entered.set()
         self.gate.wait(30)
-        super().write_chunk(path, offset, data)
+        super().write_chunk(path, offset, data, filter_mask)
 
 
 @pytest.fixture

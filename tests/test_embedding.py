@@ -22,7 +22,8 @@ def test_sync_facade_records_and_closes(h5path: Path) -> None:
         scalar = saver.add_detector("T").add_channel("T", units="K")
         for i in range(200):  # more than the queue: push blocks this thread when full
             image.push(np.full((32, 32), i, "uint16"))
-        scalar.push_many(np.arange(100.0))
+        scalar.push_many(np.arange(100.0))  # larger than the queue: queued whole, once the queue is empty
+        saver.flush()  # the 100 frames are stored and give their room back
         scalar.push_nowait(100.0)
         assert saver.flush() == {"Cam/img": 200, "T/T": 101}
     assert saver.statistics().state == "closed"
@@ -47,7 +48,7 @@ def _public(cls: type) -> dict[str, inspect.Signature]:
 
 
 @pytest.mark.parametrize(("async_cls", "sync_cls", "async_only"), [
-    (streamsave.Saver, streamsave.sync.Saver, {"open", "subscribe", "progress", "wait_closed"}),
+    (streamsave.Saver, streamsave.sync.Saver, {"open"}),
     (streamsave.Detector, streamsave.sync.Detector, set()),
     (streamsave.Channel, streamsave.sync.Channel, {"push_from_thread", "push_many_from_thread"}),
 ])
@@ -91,7 +92,7 @@ async def test_thread_push_times_out_when_the_writer_is_stuck(h5path: Path) -> N
     saver = await streamsave.Saver.open(h5path, backend=GatedBackend, queue_size=2, flush_interval=60)
     ch = saver.add_detector("D").add_channel("c", chunk_frames=1)
     await ch.push(0.0)
-    saver._wake_writer()
+    saver._control.ring()
     with anyio.fail_after(10):
         while not GatedBackend.last.entered.is_set():
             await anyio.sleep(0.001)

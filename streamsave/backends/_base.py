@@ -89,8 +89,14 @@ class Backend(ABC):
         """Set the length of an enlargeable dataset's first axis."""
 
     @abstractmethod
-    def write_chunk(self, path: str, offset: Sequence[int], data: bytes | memoryview) -> None:
-        """Store the already-encoded chunk starting at element ``offset``."""
+    def write_chunk(self, path: str, offset: Sequence[int], data: bytes | memoryview, filter_mask: int = 0) -> None:
+        """Store the already-encoded chunk starting at element ``offset``.
+
+        ``filter_mask`` says which of the dataset's filters the chunk skipped (bit 0:
+        the first); readers decode each chunk by its own mask. The engine stores a
+        chunk it will store again (a partly filled one) with its filter skipped, at
+        full raw size, so each later version replaces it in place.
+        """
 
     @abstractmethod
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
@@ -101,8 +107,9 @@ class Backend(ABC):
         """Switch to SWMR mode: from now on only resize, write and flush are allowed."""
 
     @abstractmethod
-    def flush(self) -> None:
-        """Push everything written so far to the operating system."""
+    def flush(self, *, sync: bool = False) -> None:
+        """Push everything written so far to the operating system; with ``sync``,
+        also wait until it is on the device (survives a power cut)."""
 
     def abandon(self) -> None:
         """Stop every further write to the file after a failure and release it.

@@ -61,6 +61,8 @@ class H5pyBackend(Backend):
             self._file = h5py.File(path, mode, libver=SWMR_LIBVER if swmr else PLAIN_LIBVER, **options)
         self._datasets: dict[str, h5py.Dataset] = {}
         self._writeback = _Writeback(self._file)
+        if mode != "r+":
+            _sync_directory(path)
 
     @property
     def file(self) -> h5py.File:
@@ -107,8 +109,11 @@ class H5pyBackend(Backend):
         dset = self._dataset(path)
         dset.id.set_extent((length, *dset.id.shape[1:]))  # the low-level call: no Python-side checks
 
-    def write_chunk(self, path: str, offset: Sequence[int], data: bytes | memoryview) -> None:
-        self._dataset(path).id.write_direct_chunk(tuple(offset), data)
+    def write_chunk(self, path: str, offset: Sequence[int], data: bytes | memoryview, filter_mask: int = 0) -> None:
+        dset = self._dataset(path)
+        dset.id.write_direct_chunk(tuple(offset), data, filter_mask)
+        if filter_mask:
+            _forget_chunk_info(dset, offset)
         self._writeback.wrote(len(data) if isinstance(data, bytes) else data.nbytes)
 
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
@@ -117,9 +122,18 @@ class H5pyBackend(Backend):
     def start_swmr(self) -> None:
         self.file.swmr_mode = True
 
-    def flush(self) -> None:
+    def flush(self, *, sync: bool = False) -> None:
         self.file.flush()
         self._check_still_there()
+        if sync:
+            self._sync()
+
+    def _sync(self) -> None:
+        """Wait until the file's data and size are on the device."""
+        fd = self._writeback.fd
+        if fd is None:
+            raise OSError(errno.ENOTSUP, "fsync='flush' needs a plain local file (no file descriptor here)")
+        getattr(os, "fdatasync", os.fsync)(fd)
 
     def _check_still_there(self) -> None:
         """Raise if the file was deleted or replaced under us: writes to an unlinked
@@ -176,6 +190,36 @@ class H5pyBackend(Backend):
                 os.close(fd)
 
 
+def _forget_chunk_info(dset: h5py.Dataset, offset: Sequence[int]) -> None:
+    """Work around HDF5 (2.0) remembering a directly written chunk with filter mask 0.
+
+    HDF5 caches the location of the last chunk it looked up per dataset, and a direct
+    chunk write records its filter mask there as 0: until another chunk is looked up,
+    every reader *in this process* (the writer itself, or any other handle on the
+    file) decodes the chunk just written with the filter it skipped ("filter returned
+    failure during read"). Other processes read the index and are not affected.
+    Looking up another chunk (the next one, never stored yet) replaces the entry.
+    """
+    following = (offset[0] + dset.chunks[0], *offset[1:])
+    with contextlib.suppress(Exception):
+        dset.id.read_direct_chunk(following)
+
+
+def _sync_directory(path: os.PathLike[str] | str) -> None:
+    """Make the new file's directory entry durable: without this, a power cut soon
+    after creating a file can lose the file itself, whatever was synced into it."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    except OSError:
+        return  # not a directory we can open (another platform): nothing to sync
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the file's own syncs still hold
+    finally:
+        os.close(fd)
+
+
 def _open_swmr_write(path: os.PathLike[str] | str) -> h5py.File:
     """Reopen an SWMR file for writing *in SWMR mode*: a plain read-write open would mark
     the superblock "open for writing", and a writer killed then would leave a file no
@@ -199,7 +243,7 @@ class _Writeback:
     systems that have ``posix_fadvise``; otherwise it does nothing.
     """
 
-    __slots__ = ("_done", "_pending", "_previous", "fd", "window")
+    __slots__ = ("_advise", "_done", "_pending", "_previous", "fd", "window")
 
     def __init__(self, file: h5py.File, window: int = 4 * 2**20) -> None:
         self.window = window
@@ -207,14 +251,14 @@ class _Writeback:
         self._done = 0
         self._previous = 0
         self.fd: int | None = None
-        if hasattr(os, "posix_fadvise"):
-            try:
-                self.fd = int(file.id.get_vfd_handle())
-            except (ValueError, TypeError, OSError):  # not a plain file descriptor
-                self.fd = None
+        self._advise = hasattr(os, "posix_fadvise")
+        try:
+            self.fd = int(file.id.get_vfd_handle())
+        except (ValueError, TypeError, OSError):  # not a plain file descriptor
+            self.fd = None
 
     def wrote(self, nbytes: int) -> None:
-        if self.fd is None:
+        if self.fd is None or not self._advise:
             return
         self._pending += nbytes
         if self._pending < self.window:
@@ -224,7 +268,7 @@ class _Writeback:
             size = os.fstat(self.fd).st_size
             os.posix_fadvise(self.fd, self._previous, max(0, size - self._previous), os.POSIX_FADV_DONTNEED)
         except OSError:
-            self.fd = None  # advice only: never let it fail a write
+            self._advise = False  # advice only: never let it fail a write
             return
         self._previous, self._done = self._done, size
 

@@ -34,7 +34,7 @@ class KillingBackend(H5pyBackend):
 
     def write_chunk(self, path: str, offset: Any, data: Any, *args: Any) -> None:
         super().write_chunk(path, offset, data, *args)
-        if path.endswith("EnlData00") and tuple(offset)[0] == 0:
+        if path.endswith("EnlData00") and offset[0] == 0:
             KillingBackend.stores += 1
             if KillingBackend.stores == 3:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -52,4 +52,4 @@ async def main(path: str, mode: str, codec: str) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, *sys.argv[1:4])
+    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3])

@@ -10,8 +10,12 @@ file and writes a new one that any HDF5 reader, PyMoDAQ and NeXus viewers open:
   promise is the last row of the durability journal (``/streamsave/durable_frames``: one
   row rewritten at every flush, or in older files one row added per flush), or for
   channels it does not list the ``shape`` attribute;
-* it is cut further at the first chunk never stored (or past the end of the file) and
-  at a last chunk that does not decode;
+* it is cut further at the first chunk never stored, past the end of the file or not
+  found because its index does not read, and at a last chunk that does not decode;
+* a group or dataset that does not read at all is left out and named in the report
+  (:attr:`RecoveryReport.unreadable`): without SWMR, HDF5 writes a flush's metadata in
+  no dependency order, so a plain file killed while HDF5 flushed it can hold a node
+  pointing to one never written;
 * chunks are copied as stored, with their filter masks (a partly filled chunk may be
   stored without compression), attributes as they are, except the lengths (``shape``,
   ``size``); channels left without frames are removed as the writer does at close.
@@ -76,6 +80,8 @@ class RecoveryReport:
     source: Path
     destination: Path
     channels: tuple[ChannelRecovery, ...]
+    #: groups and datasets of the source that could not be read, left out of the new file
+    unreadable: tuple[str, ...] = ()
 
     @property
     def frames_kept(self) -> int:
@@ -94,6 +100,7 @@ class RecoveryReport:
         for c in self.channels:
             note = " (channel removed: no whole frame)" if c.frames_kept == 0 else ""
             lines.append(f"  {c.name:<{width}}  {c.frames_kept:>10,}  {c.frames_in_source:>10,}  {c.limited_by}{note}")
+        lines.extend(f"  left out, unreadable: {path}" for path in self.unreadable)
         lines.append(f"Recovered {self.frames_kept:,} frames of {len(self.channels)} channels.")
         return "\n".join(lines)
 
@@ -122,10 +129,11 @@ def recover(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwri
     """
     source, dest = _check_paths(Path(src), Path(dst), overwrite)
     tmp = dest.with_name(f".{dest.name}.recovering-{os.getpid()}")
+    unreadable: dict[str, None] = {}  # in the order met
     try:
         with _open_source(source) as file:
-            plans = _plan(file, source)
-            _write(file, tmp, plans)
+            plans = _plan(file, source, unreadable)
+            _write_whole(file, tmp, plans, unreadable)
         os.replace(tmp, dest)
     except _H5_ERRORS as exc:
         raise RecoveryError(f"cannot recover {str(source)!r}: {_reason(exc)}") from None
@@ -133,7 +141,7 @@ def recover(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwri
         with suppress(OSError):
             tmp.unlink()
     return RecoveryReport(source, dest, tuple(
-        ChannelRecovery(p.name, p.data, p.kept, p.extent, p.limited_by) for p in plans))
+        ChannelRecovery(p.name, p.data, p.kept, p.extent, p.limited_by) for p in plans), tuple(unreadable))
 
 
 # ---------------------------------------------------------------------------- paths and opening
@@ -251,10 +259,17 @@ def _copy_attrs(src: h5py.HLObject, dst: h5py.HLObject) -> None:
 
 
 # ---------------------------------------------------------------------------- planning
-def _plan(file: h5py.File, src: Path) -> list[_Plan]:
-    """Find every channel and decide how many of its frames are whole."""
+def _plan(file: h5py.File, src: Path, unreadable: dict[str, None]) -> list[_Plan]:
+    """Find every channel and decide how many of its frames are whole; a channel (or a
+    group above it) that cannot be read is noted in ``unreadable`` and left out."""
     promised = _journal(file, src)
-    return [_plan_channel(group, promised) for group in _channel_groups(file["RawData"])]
+    plans = []
+    for group in _channel_groups(file["RawData"], unreadable):
+        try:
+            plans.append(_plan_channel(group, promised))
+        except _H5_ERRORS:
+            unreadable[group.name] = None
+    return plans
 
 
 def _plan_channel(group: h5py.Group, promised: dict[str, int]) -> _Plan:
@@ -298,18 +313,26 @@ def _journal(file: h5py.File, src: Path) -> dict[str, int]:
     return {path: max(0, int(n)) for path, n in zip(columns, last, strict=True)}
 
 
-def _channel_groups(raw: h5py.Group) -> Iterator[h5py.Group]:
+def _channel_groups(raw: h5py.Group, unreadable: dict[str, None]) -> Iterator[h5py.Group]:
     """``/RawData/DetectorNNN/DataXD/CHnn`` groups that hold a data node."""
-    for det in _groups(raw):
-        for dim in _groups(det):
-            for ch in _groups(dim):
+    for det in _groups(raw, unreadable):
+        for dim in _groups(det, unreadable):
+            for ch in _groups(dim, unreadable):
                 if any(_DATA_NAME.fullmatch(k) and isinstance(ch.get(k), h5py.Dataset) for k in ch):
                     yield ch
 
 
-def _groups(parent: h5py.Group) -> Iterator[h5py.Group]:
+def _groups(parent: h5py.Group, unreadable: dict[str, None] | None = None) -> Iterator[h5py.Group]:
+    """The groups in ``parent``; one that cannot be opened (a writer killed while HDF5
+    wrote it, without SWMR) is noted in ``unreadable`` and skipped."""
     for key in sorted(parent):
-        node = parent.get(key)
+        try:
+            node = parent.get(key)
+        except _H5_ERRORS:
+            if unreadable is None:
+                raise
+            unreadable[f"{parent.name.rstrip('/')}/{key}"] = None
+            continue
         if isinstance(node, h5py.Group):
             yield node
 
@@ -365,7 +388,34 @@ def _chunk_offsets(ds: h5py.Dataset, frames: int) -> Iterator[tuple[int, ...]]:
 
 
 # ---------------------------------------------------------------------------- writing
-def _write(file: h5py.File, tmp: Path, plans: list[_Plan]) -> None:
+class _UnreadableChunk(Exception):
+    """A chunk the plan counted on does not read: its index was torn past it."""
+
+    def __init__(self, dataset: str, frame: int) -> None:
+        super().__init__(dataset, frame)
+        self.dataset = dataset
+        self.frame = frame
+
+
+def _write_whole(file: h5py.File, tmp: Path, plans: list[_Plan], unreadable: dict[str, None]) -> None:
+    """:func:`_write`, cutting a channel at a chunk that turns out not to read and
+    starting again (a torn chunk index can find a chunk's address, then fail to give
+    its size)."""
+    while True:
+        try:
+            _write(file, tmp, plans, unreadable)
+            return
+        except _UnreadableChunk as bad:
+            cut = [p for p in plans if bad.dataset in (p.data, p.time) and bad.frame < p.kept]
+            if not cut:
+                raise RuntimeError(f"cannot read the chunk of {bad.dataset} at frame {bad.frame}") from None
+            for p in cut:
+                _limit(p, bad.frame, "missing chunk")
+            with suppress(OSError):
+                tmp.unlink()
+
+
+def _write(file: h5py.File, tmp: Path, plans: list[_Plan], unreadable: dict[str, None]) -> None:
     lengths: dict[str, int] = {}
     for p in plans:
         lengths[p.data] = p.kept
@@ -375,7 +425,7 @@ def _write(file: h5py.File, tmp: Path, plans: list[_Plan]) -> None:
     try:
         out = backend.file
         _copy_attrs(file, out)
-        _copy_group(file, out, lengths, {})
+        _copy_group(file, out, lengths, {}, unreadable)
         empty = [p.group for p in plans if p.kept == 0]
         if empty:
             _adopt(backend, out).drop_empty(backend, empty)
@@ -385,26 +435,40 @@ def _write(file: h5py.File, tmp: Path, plans: list[_Plan]) -> None:
     backend.close(fsync=True)
 
 
-def _copy_group(src: h5py.Group, dst: h5py.Group, lengths: dict[str, int], seen: dict[Any, str]) -> None:
-    """Copy the members of ``src`` into ``dst``; hard links stay hard links."""
+def _copy_group(src: h5py.Group, dst: h5py.Group, lengths: dict[str, int], seen: dict[Any, str],
+                unreadable: dict[str, None]) -> None:
+    """Copy the members of ``src`` into ``dst``; hard links stay hard links. A member
+    that cannot be read (other than a channel's data or time axis, which the plan
+    checked) is noted in ``unreadable`` and left out."""
     for key in src:
+        path = f"{src.name.rstrip('/')}/{key}"
         link = src.get(key, getlink=True)
         if isinstance(link, h5py.SoftLink | h5py.ExternalLink):
             dst[key] = link
             continue
-        node = src[key]
-        addr = h5py.h5o.get_info(node.id).addr
+        try:
+            node = src[key]
+            # the object's address, to keep hard links; H5Gget_objinfo reads only the object
+            # header (H5Oget_info also walks a dataset's chunk index, which a crash may have torn)
+            addr = h5py.h5g.get_objinfo(src.id, key.encode()).objno
+        except _H5_ERRORS:
+            unreadable[path] = None
+            continue
         if addr in seen:
             dst[key] = dst.file[seen[addr]]
             continue
         if isinstance(node, h5py.Group):
             child = dst.create_group(key)
             _copy_attrs(node, child)
-            _copy_group(node, child, lengths, seen)
+            _copy_group(node, child, lengths, seen, unreadable)
         elif node.name in lengths:
             _copy_trimmed(node, dst, key, lengths[node.name])
         else:
-            src.file.copy(node, dst, name=key)
+            try:
+                src.file.copy(node, dst, name=key)
+            except _H5_ERRORS:
+                unreadable[path] = None
+                continue
         seen[addr] = f"{dst.name.rstrip('/')}/{key}"
 
 
@@ -418,7 +482,10 @@ def _copy_trimmed(src: h5py.Dataset, dst: h5py.Group, key: str, frames: int) -> 
         out[...] = src[:frames]
     else:
         for offset in _chunk_offsets(src, frames):
-            mask, raw = src.id.read_direct_chunk(offset)
+            try:
+                mask, raw = src.id.read_direct_chunk(offset)
+            except _H5_ERRORS:
+                raise _UnreadableChunk(src.name, offset[0]) from None
             out.id.write_direct_chunk(offset, raw, mask)
     _copy_attrs(src, out)
     if "shape" in src.attrs or _DATA_NAME.fullmatch(key):

@@ -51,9 +51,15 @@ PACE: Final = {"mixed": (0.002, 0.4), "large": (0.05, 0.8), "producers": (0.02, 
 
 
 def classify(outcome: crash_run.Outcome) -> str:
-    """A short label for how a run ended (numbers and paths taken out, so labels count)."""
+    """A short label for how a run ended (numbers and paths taken out, so labels count),
+    and whether HDF5 was flushing when the kill came."""
+    where = "in flush" if outcome.in_flush else "outside flush"
     if not outcome.failures:
-        return "ok"
+        return f"ok ({where})"
+    return f"{_failure(outcome)} ({where}{', known limit' if outcome.torn else ''})"
+
+
+def _failure(outcome: crash_run.Outcome) -> str:
     first = outcome.failures[0]
     if first.startswith("recover raised"):
         text = re.sub(r"'[^']*\.h5'", "FILE", first)
@@ -138,6 +144,7 @@ def run_once(case: crash_run.Case, src: Path, rng: random.Random, at: str, write
 
 def _finish(outcome: crash_run.Outcome, src: Path, returncode: int, stdout: str) -> crash_run.Outcome:
     outcome.killed = returncode in (128 + signal.SIGKILL, -signal.SIGKILL)
+    outcome.in_flush = outcome.killed and crash_run._flushing(src)
     if not outcome.killed:
         outcome.failures.append(f"writer exited with {returncode} (not killed: too few writes?)")
         return outcome
@@ -150,6 +157,7 @@ def _finish(outcome: crash_run.Outcome, src: Path, returncode: int, stdout: str)
         outcome.failures.append("killed before the first flush reported durable frames")
         return outcome
     crash_run.check(src, src.with_suffix(".rec.h5"), outcome)
+    outcome.classify()
     return outcome
 
 
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 label = classify(outcome)
                 counts[label] += 1
-                if label != "ok":
+                if not label.startswith("ok"):
                     print(json.dumps({"run": i, "at": outcome.delay, "label": label, "durable": outcome.durable,
                                       "kept": outcome.kept, "failures": outcome.failures[:2]}), flush=True)
                     if args.keep is not None:

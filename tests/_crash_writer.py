@@ -37,6 +37,8 @@ that flush made durable). With ``CLOSE_AFTER`` > 0 it stops after that many
 iterations (``mixed``) or frames per producer, printing ``{"event": "closing"}``
 before closing the file and ``{"event": "closed", "durable": {...}}`` after; the
 ``large`` and ``producers`` scenarios always stop after :data:`SCENARIO_FRAMES`.
+Whether HDF5 is flushing or closing the file at any moment is noted in
+``PATH.flushing`` (see :func:`_mark_flushes`).
 """
 
 from __future__ import annotations
@@ -167,11 +169,42 @@ def _say(line: dict[str, Any]) -> None:
     print(json.dumps(line), flush=True)
 
 
+def flushing_marker(path: str) -> str:
+    """The file in which the writer of ``path`` notes whether HDF5 is writing metadata."""
+    return f"{path}.flushing"
+
+
+def _mark_flushes(path: str) -> None:
+    """Note in :func:`flushing_marker` ``(path)`` whether HDF5 is flushing or closing the
+    file: ``1`` from just before the backend calls ``H5Fflush``/``H5Fclose`` until just
+    after it returns, ``0`` otherwise. Without SWMR, HDF5 writes the metadata of a flush
+    in no particular dependency order, so a kill inside can tear it (a known limit of
+    plain files); the harness tells those kills from the others by this note."""
+    import os
+
+    from streamsave.backends.h5py import H5pyBackend
+
+    fd = os.open(flushing_marker(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.pwrite(fd, b"0", 0)
+    for name in ("flush", "close"):
+        real = getattr(H5pyBackend, name)
+
+        def marked(self: Any, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            os.pwrite(fd, b"1", 0)
+            try:
+                return _real(self, *args, **kwargs)
+            finally:
+                os.pwrite(fd, b"0", 0)
+
+        setattr(H5pyBackend, name, marked)
+
+
 async def main(path: str, swmr: bool, compression: str | None, flush_interval: float, close_after: int) -> None:
     import anyio
 
     import streamsave
 
+    _mark_flushes(path)
     _say({"event": "started", "time": time.time()})
     async with streamsave.open_saver(path, swmr=swmr, compression=compression, flush_interval=flush_interval,
                                      chunk_bytes=16 * 1024, fsync=False) as saver:
@@ -224,6 +257,7 @@ async def large(path: str, swmr: bool, compression: str | None, flush_interval: 
     import streamsave
 
     rng = random.Random(seed)
+    _mark_flushes(path)
     _say({"event": "started", "time": time.time()})
     async with streamsave.open_saver(path, swmr=swmr, compression=compression, flush_interval=flush_interval,
                                      fsync=False) as saver:
@@ -249,6 +283,7 @@ async def producers(path: str, swmr: bool, compression: str | None, flush_interv
     rng = random.Random(seed)
     frames = SCENARIO_FRAMES["producers"]
     pushed = [0] * PRODUCERS  # frames each producer has pushed (push returned)
+    _mark_flushes(path)
     _say({"event": "started", "time": time.time()})
     async with streamsave.open_saver(path, swmr=swmr, compression=compression, flush_interval=flush_interval,
                                      fsync=False) as saver:

@@ -12,6 +12,7 @@ Everything public is importable from here; the modules behind it are private.
 from __future__ import annotations
 
 from ._channel import Channel
+from ._channel_reader import ChannelReader, FrameBlock, Timestamps
 from ._config import SaverConfig
 from ._detector import Detector
 from ._errors import (
@@ -19,6 +20,7 @@ from ._errors import (
     FrameMismatchError,
     LayoutFrozenError,
     QueueFull,
+    ReadError,
     RecoveryError,
     SaverClosedError,
     StorageError,
@@ -38,6 +40,7 @@ from ._events import (
     Subscription,
     WriterFailed,
 )
+from ._reader import Run, open_reader
 from ._recover import ChannelRecovery, RecoveryReport, recover
 from ._saver import Saver, open_saver
 from ._spec import Axis, Compression, Overflow
@@ -49,6 +52,7 @@ __all__ = (
     "Backpressure",
     "Channel",
     "ChannelCreated",
+    "ChannelReader",
     "ChannelRecovery",
     "ChannelStatistics",
     "Compression",
@@ -58,6 +62,7 @@ __all__ = (
     "FileClosed",
     "FileOpened",
     "Flushed",
+    "FrameBlock",
     "FrameMismatchError",
     "FramesDropped",
     "FramesWritten",
@@ -66,8 +71,10 @@ __all__ = (
     "Overflow",
     "Progress",
     "QueueFull",
+    "ReadError",
     "RecoveryError",
     "RecoveryReport",
+    "Run",
     "Saver",
     "SaverClosedError",
     "SaverConfig",
@@ -76,9 +83,11 @@ __all__ = (
     "StreamSaveError",
     "Subscription",
     "TimestampError",
+    "Timestamps",
     "WriterError",
     "WriterFailed",
     "__version__",
+    "open_reader",
     "open_saver",
     "recover",
 )

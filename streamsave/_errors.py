@@ -13,7 +13,8 @@ not know streamsave::
     ├── LayoutFrozenError                 add_detector / add_channel after writing started (SWMR)
     ├── StorageError (OSError)            the file could not be created, written or flushed
     ├── WriterError                       the writer thread failed for another reason
-    └── RecoveryError                     streamsave recover could not read or rewrite a file
+    ├── RecoveryError                     streamsave recover could not read or rewrite a file
+    └── ReadError (OSError)               open_reader / a channel could not read a file
 
 Once the writer has failed, every later call on the saver or its channels raises
 that same failure, so producers never hang on a dead writer.
@@ -26,6 +27,7 @@ __all__ = (
     "FrameMismatchError",
     "LayoutFrozenError",
     "QueueFull",
+    "ReadError",
     "RecoveryError",
     "SaverClosedError",
     "StorageError",
@@ -82,3 +84,9 @@ class WriterError(StreamSaveError):
 class RecoveryError(StreamSaveError):
     """The file cannot be recovered (missing, not HDF5, not a streamsave or PyMoDAQ
     file, damaged beyond what recovery reads), or the output cannot be written."""
+
+
+class ReadError(StreamSaveError, OSError):
+    """A file cannot be read: missing, not HDF5, damaged, still being written without
+    SWMR, or a part refused for safety (a link leading outside the file, a read larger
+    than the guard)."""

@@ -43,6 +43,7 @@ __all__ = (
     "JOURNAL_FRAMES",
     "JOURNAL_GROUP",
     "JOURNAL_TIMES",
+    "JOURNAL_WRITING",
     "MAX_ATTR_BYTES",
     "ChannelPaths",
     "Layout",
@@ -61,6 +62,8 @@ TIME_CHUNK: Final = 8192
 JOURNAL_GROUP: Final = "/streamsave"
 JOURNAL_FRAMES: Final = "/streamsave/durable_frames"
 JOURNAL_TIMES: Final = "/streamsave/flush_times"
+#: 1 while a writer has the file open, 0 once it closed it cleanly (readers following a file stop there)
+JOURNAL_WRITING: Final = "/streamsave/writing"
 
 _DIM_GROUP: Final = {0: "Data0D", 1: "Data1D", 2: "Data2D"}
 
@@ -410,6 +413,9 @@ class Layout:
             shape=(1,), maxshape=(None,), dtype=np.dtype(np.float64), chunks=(1,),
             data=np.zeros(1, dtype=np.float64),
             attrs={"CLASS": "EARRAY", "TITLE": "time of the last flush, s since the Unix epoch (0: none yet)"}))
+        self._backend.create_dataset(JOURNAL_WRITING, DatasetSpec(
+            shape=(1,), dtype=np.dtype(np.uint8), data=np.ones(1, dtype=np.uint8),
+            attrs={"CLASS": "CARRAY", "TITLE": "1 while the writer has the file open, 0 once it closed it"}))
 
     def drop_empty(self, backend: Backend, groups: Iterable[str]) -> None:
         """Remove the channel groups that never stored a frame, at close.

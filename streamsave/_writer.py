@@ -38,7 +38,7 @@ from ._channel import Channel, Entry
 from ._compress import ChunkEncoder, filter_for
 from ._errors import ConfigError, StorageError, StreamSaveError, WriterError
 from ._events import ChannelCreated, FileOpened, Flushed, FramesWritten
-from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, TIME_CHUNK, Layout
+from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, JOURNAL_WRITING, TIME_CHUNK, Layout
 from ._stats import Timer
 
 if TYPE_CHECKING:
@@ -597,6 +597,8 @@ class Writer:
         for stream in self.streams:
             if stream.channel.statistics().frames_written:
                 self._write_final_attrs(stream, closing=True)
+        if self.journal is not None:  # readers following the file stop at this
+            backend.write_rows(JOURNAL_WRITING, 0, np.zeros(1, dtype=np.uint8))
         if empty:
             if self.swmr_started:
                 backend.close()

@@ -1,0 +1,117 @@
+"""Reading attributes safely: PyMoDAQ's JSON envelope, settings as JSON or XML.
+
+PyMoDAQ evaluates the ``data`` field of its envelope (``{"module": "builtins",
+"type": "int", "data": "1"}``) with ``eval`` and unpickles its Logger rows. streamsave
+never runs anything a file contains: the envelope's ``data`` is parsed with
+:func:`ast.literal_eval` (literals only: numbers, strings, tuples, lists, dicts,
+booleans, None), limited in size, and settings XML is parsed by defusedxml, which
+refuses entity expansion and external references.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Callable
+from typing import Any, Final
+
+import defusedxml.ElementTree as SafeElementTree
+import numpy as np
+
+__all__ = ("MAX_ATTR_TEXT", "attr", "envelope", "settings_from_json", "settings_from_xml", "text")
+
+#: attribute text longer than this is not parsed as an envelope or as settings
+MAX_ATTR_TEXT: Final = 1 << 20
+def _xml_bool(body: str) -> bool:
+    return body.strip() in ("1", "True", "true")
+
+
+_XML_TYPES: Final[dict[str, Callable[[str], object]]] = {"int": int, "float": float, "bool": _xml_bool}
+
+
+def attr(node: Any, key: str) -> Any:
+    """An attribute's value, or ``None`` when it is missing or cannot be read (a
+    damaged heap, an unsupported type)."""
+    try:
+        return node.attrs.get(key)
+    except (OSError, TypeError, ValueError, KeyError, RuntimeError):
+        return None
+
+
+def envelope(value: Any) -> object:
+    """The value inside PyMoDAQ's JSON envelope, parsed as a literal (never evaluated);
+    ``None`` if ``value`` is not such an envelope."""
+    if isinstance(value, bytes | np.bytes_):
+        value = bytes(value).decode("utf-8", "replace")
+    if not isinstance(value, str) or not value.startswith("{") or len(value) > MAX_ATTR_TEXT:
+        return None
+    try:
+        box = json.loads(value)
+        if not isinstance(box, dict) or not isinstance(box.get("data"), str):
+            return None
+        return ast.literal_eval(box["data"])
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def text(value: Any) -> str | None:
+    """An attribute as text: raw strings as they are, an envelope of a str unwrapped,
+    numbers as their text; ``None`` for anything else."""
+    if isinstance(value, bytes | np.bytes_):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | int | float):
+        return str(value)
+    if not isinstance(value, str):
+        return None
+    inner = envelope(value)
+    if isinstance(inner, str | int | float) and not isinstance(inner, bool):
+        return str(inner)
+    return value
+
+
+def settings_from_json(value: Any) -> dict[str, Any] | None:
+    """Settings stored by streamsave (``params_json``): a JSON object, or ``None``."""
+    raw = text(value)
+    if raw is None or len(raw) > MAX_ATTR_TEXT:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def settings_from_xml(value: Any) -> dict[str, Any] | None:
+    """PyMoDAQ's parameter-tree XML as nested dicts keyed by each element's ``title``
+    (its tag when it has none); values converted by their ``type`` attribute (int,
+    float, bool; anything else stays text). ``None`` if it is not such XML."""
+    raw = text(value)
+    if not raw or len(raw) > MAX_ATTR_TEXT or not raw.lstrip().startswith("<"):
+        return None
+    try:
+        root = SafeElementTree.fromstring(raw)
+    except Exception:  # defusedxml raises its own errors for entities; all mean "not usable"
+        return None
+    out = _xml_node(root)
+    return out if isinstance(out, dict) else {"value": out}
+
+
+def _xml_node(element: Any, depth: int = 0) -> Any:
+    children = list(element)
+    if children and depth < 64:
+        out: dict[str, Any] = {}
+        for child in children:
+            out[child.get("title") or child.tag] = _xml_node(child, depth + 1)
+        return out
+    body = element.text or ""
+    convert = _XML_TYPES.get(element.get("type", ""))
+    if convert is not None:
+        try:
+            return convert(body)
+        except ValueError:
+            return body
+    if element.get("type") == "group":
+        return {}
+    return body

@@ -1,0 +1,91 @@
+"""PNG plots of a channel with matplotlib (the ``plot`` extra), labelled from the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._channel_reader import ChannelReader
+
+__all__ = ("plot",)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'streamsave[plot]'") from None
+    matplotlib.use("Agg", force=True)  # files only: no window, no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _axis_label(label: str, units: str) -> str:
+    return f"{label} ({units})" if units else label
+
+
+def plot(channel: ChannelReader, path: str | os.PathLike[str], *, frame: int | None = 0, mean: bool = False) -> Path:
+    """See :meth:`ChannelReader.plot`."""
+    out = Path(path)
+    n = len(channel)
+    if n == 0:
+        raise ConfigError(f"{channel.full_name!r} has no frames to plot")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
+    value_label = _axis_label(channel.label, channel.units)
+    try:
+        if not channel.frame_shape:
+            times = np.asarray(channel.timestamps[:])
+            values = channel[:]
+            ax.plot(times - times[0] if np.isfinite(times[0]) else np.arange(n), values)
+            ax.set_xlabel("time since the first frame (s)")
+            ax.set_ylabel(value_label)
+            ax.set_title(channel.full_name)
+        else:
+            if mean:
+                image = _mean(channel)
+                what = f"mean of {n} frames"
+            else:
+                index = 0 if frame is None else frame
+                image = channel[index]
+                what = f"frame {index}"
+            _draw(ax, fig, channel, image, value_label)
+            ax.set_title(f"{channel.full_name}, {what}")
+        fig.tight_layout()
+        fig.savefig(out, format="png")
+    finally:
+        plt.close(fig)
+    return out
+
+
+def _mean(channel: ChannelReader) -> Any:
+    total = np.zeros(channel.frame_shape, dtype=np.float64)
+    step = max(1, (64 * 2**20) // max(1, channel.dtype.itemsize * int(np.prod(channel.frame_shape))))
+    for start in range(0, len(channel), step):
+        total += channel[start:start + step].sum(axis=0, dtype=np.float64)
+    return total / len(channel)
+
+
+def _draw(ax: Any, fig: Any, channel: ChannelReader, image: Any, value_label: str) -> None:
+    axes = channel.axes
+    if image.ndim == 1:
+        x = axes[0].coordinates(image.shape[0]) if axes else np.arange(image.shape[0])
+        ax.plot(x, image)
+        ax.set_xlabel(_axis_label(axes[0].label, axes[0].units) if axes else "index")
+        ax.set_ylabel(value_label)
+        return
+    if image.ndim > 2:
+        image = image.reshape(image.shape[0], -1)
+    y = axes[0].coordinates(image.shape[0]) if len(axes) > 0 else np.arange(image.shape[0])
+    x = axes[1].coordinates(image.shape[1]) if len(axes) > 1 else np.arange(image.shape[1])
+    mesh = ax.imshow(image, origin="lower", aspect="auto", extent=(x[0], x[-1], y[0], y[-1]))
+    fig.colorbar(mesh, ax=ax, label=value_label)
+    ax.set_xlabel(_axis_label(axes[1].label, axes[1].units) if len(axes) > 1 else "column")
+    ax.set_ylabel(_axis_label(axes[0].label, axes[0].units) if axes else "row")

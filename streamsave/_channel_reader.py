@@ -142,7 +142,13 @@ class ChannelReader:
 
     @property
     def chunk_shape(self) -> tuple[int, ...] | None:
-        return None if self._data.chunks is None else tuple(self._data.chunks)
+        """The HDF5 chunk shape in the channel's terms, ``(frames, *frame_shape)`` (a
+        scalar channel's stored row of one left out, as in :attr:`shape`), or ``None``
+        if the dataset is not chunked."""
+        chunks = self._data.chunks
+        if chunks is None:
+            return None
+        return (int(chunks[0]),) if self._scalar else tuple(int(c) for c in chunks)
 
     @property
     def frames_durable(self) -> int:
@@ -178,17 +184,17 @@ class ChannelReader:
         raise TypeError(f"{self.full_name!r}: index frames with an int or a slice, got {type(key).__name__}")
 
     def _read(self, key: slice) -> npt.NDArray[Any]:
-        start, stop, step = key.indices(self._length)
-        count = len(range(start, stop, step))
+        lo, hi, step, reverse, count = _span(key, self._length)
         frame_bytes = self.dtype.itemsize * math.prod(self._data.shape[1:])
         if count * frame_bytes > MAX_READ_BYTES:
             raise ReadError(f"{self.full_name!r}: reading {count} frames would take "
                             f"{count * frame_bytes / 2**30:.1f} GiB; read fewer at a time")
         try:
-            out = self._data[start:stop:step] if count else np.empty((0, *self._data.shape[1:]), self.dtype)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ReadError(f"{self.full_name!r}: frames {start}:{stop} cannot be read: "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            out = self._data[lo:hi:step] if count else np.empty((0, *self._data.shape[1:]), self.dtype)
+        except (OSError, ValueError, RuntimeError, TypeError) as exc:
+            raise ReadError(f"{self.full_name!r}: frames {lo}:{hi} cannot be read: {_reason(exc)}") from None
+        if reverse:
+            out = np.ascontiguousarray(out[::-1])
         result: npt.NDArray[Any] = out.reshape((count,)) if self._scalar else out
         return result
 
@@ -198,15 +204,21 @@ class ChannelReader:
             if not 0 <= index < self._length:
                 raise IndexError(f"timestamp {key} is out of range for {self.full_name!r} ({self._length} frames)")
             return float(self._read_times(slice(index, index + 1))[0])
-        start, stop, step = key.indices(self._length)
-        count = len(range(start, stop, step))
+        if not isinstance(key, slice):
+            raise TypeError(f"{self.full_name!r}: index timestamps with an int or a slice, got {type(key).__name__}")
+        lo, hi, step, reverse, count = _span(key, self._length)
         if self._time is None or not count:
             return np.full(count, np.nan)
+        if count * 8 > MAX_READ_BYTES:
+            raise ReadError(f"{self.full_name!r}: reading {count} timestamps at once is refused; read fewer")
         try:
-            return np.asarray(self._time[start:stop:step], dtype=np.float64)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ReadError(f"{self.full_name!r}: timestamps {start}:{stop} cannot be read: "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            times = np.asarray(self._time[lo:hi:step], dtype=np.float64)
+        except (OSError, ValueError, RuntimeError, TypeError) as exc:
+            raise ReadError(f"{self.full_name!r}: timestamps {lo}:{hi} cannot be read: {_reason(exc)}") from None
+        if times.shape != (count,):
+            raise ReadError(f"{self.full_name!r}: its time axis {self.time_axis_path!r} has shape "
+                            f"{self._time.shape}, expected one value per frame")
+        return np.ascontiguousarray(times[::-1]) if reverse else times
 
     @property
     def timestamps(self) -> Timestamps:
@@ -292,6 +304,22 @@ class ChannelReader:
         from ._plot import plot
 
         return plot(self, path, frame=frame, mean=mean)
+
+
+def _span(key: slice, length: int) -> tuple[int, int, int, bool, int]:
+    """``key`` over ``length`` frames as an ascending h5py selection ``lo:hi:step``
+    (h5py refuses negative steps), whether to reverse it, and how many frames it holds."""
+    picked = range(*key.indices(length))
+    count = len(picked)
+    if not count:
+        return 0, 0, 1, False, 0
+    if picked.step > 0:
+        return picked[0], picked[-1] + 1, picked.step, False, count
+    return picked[-1], picked[0] + 1, -picked.step, True, count
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def axis_from_node(node: h5py.Dataset, size: int) -> Axis | None:

@@ -28,11 +28,20 @@ def export(channel: ChannelReader, path: str | os.PathLike[str], *, frames: slic
                           f"{', '.join(FORMATS)}")
     if frames is not None and not isinstance(frames, slice):
         raise ConfigError(f"frames must be a slice (e.g. slice(0, 100)), got {frames!r}")
+    if _same_file(out, channel._run.path):
+        raise ConfigError(f"cannot export to {str(out)!r}: it is the source file being read")
+    dims = len(channel.frame_shape)
+    if suffix in (".csv", ".txt") and dims > 1:
+        raise ConfigError(f"{channel.full_name!r} has {dims}-D frames; text files hold 0D "
+                          "and 1D frames (one row per frame): export to .npy, .tif or .h5 instead")
+    if suffix in (".tif", ".tiff") and dims != 2:
+        raise ConfigError(f"{channel.full_name!r} has frames of shape {channel.frame_shape}; TIFF stacks hold 2D "
+                          "frames: export to .npy, .csv or .h5 instead")
     selection = frames or slice(None)
     data = channel[selection]
     times = channel.timestamps[selection]
     if suffix == ".npy":
-        np.save(out, data)
+        np.save(out, data, allow_pickle=False)
     elif suffix in (".csv", ".txt"):
         _text(channel, out, data, times, delimiter="," if suffix == ".csv" else "\t")
     elif suffix in (".tif", ".tiff"):
@@ -42,25 +51,29 @@ def export(channel: ChannelReader, path: str | os.PathLike[str], *, frames: slic
     return out
 
 
+def _same_file(out: Path, source: Path) -> bool:
+    try:
+        return out.exists() and os.path.samefile(out, source)
+    except OSError:
+        return False
+
+
 def _text(channel: ChannelReader, out: Path, data: Any, times: Any, *, delimiter: str) -> None:
-    if len(channel.frame_shape) > 1:
-        raise ConfigError(f"{channel.full_name!r} has {len(channel.frame_shape)}-D frames; text files hold 0D "
-                          "and 1D frames (one row per frame): export to .npy, .tif or .h5 instead")
-    rows = np.column_stack([times, np.asarray(data).reshape(len(times), -1)])
+    width = channel.frame_shape[0] if channel.frame_shape else 1
+    rows = np.column_stack([times, np.asarray(data).reshape(len(times), width)])
     header = delimiter.join(["timestamp_s"] + ([channel.label] if not channel.frame_shape else
-                                               [f"{channel.label}[{i}]" for i in range(channel.frame_shape[0])]))
+                                               [f"{channel.label}[{i}]" for i in range(width)]))
     units = f" ({channel.units})" if channel.units else ""
     np.savetxt(out, rows, delimiter=delimiter, header=f"{channel.full_name}{units}\n{header}", comments="# ")
 
 
 def _tiff(channel: ChannelReader, out: Path, data: Any) -> None:
-    if len(channel.frame_shape) != 2:
-        raise ConfigError(f"{channel.full_name!r} has frames of shape {channel.frame_shape}; TIFF stacks hold 2D "
-                          "frames: export to .npy, .csv or .h5 instead")
     try:
         import tifffile
     except ImportError:
         raise ConfigError("exporting to TIFF needs tifffile: pip install 'streamsave[export]'") from None
+    if not len(data):
+        raise ConfigError(f"no frames of {channel.full_name!r} to export: a TIFF stack needs at least one")
     tifffile.imwrite(out, np.ascontiguousarray(data), metadata={"axes": "QYX"})
 
 

@@ -44,7 +44,8 @@ def plot(channel: ChannelReader, path: str | os.PathLike[str], *, frame: int | N
         if not channel.frame_shape:
             times = np.asarray(channel.timestamps[:])
             values = channel[:]
-            ax.plot(times - times[0] if np.isfinite(times[0]) else np.arange(n), values)
+            x = times - times[0] if np.all(np.isfinite(times)) else np.arange(n)
+            ax.plot(x, values, marker="o" if n == 1 else None)
             ax.set_xlabel("time since the first frame (s)")
             ax.set_ylabel(value_label)
             ax.set_title(channel.full_name)
@@ -76,16 +77,38 @@ def _mean(channel: ChannelReader) -> Any:
 def _draw(ax: Any, fig: Any, channel: ChannelReader, image: Any, value_label: str) -> None:
     axes = channel.axes
     if image.ndim == 1:
-        x = axes[0].coordinates(image.shape[0]) if axes else np.arange(image.shape[0])
-        ax.plot(x, image)
+        x = _coordinates(axes[0] if axes else None, image.shape[0])
+        ax.plot(x, image, marker="o" if image.shape[0] == 1 else None)
         ax.set_xlabel(_axis_label(axes[0].label, axes[0].units) if axes else "index")
         ax.set_ylabel(value_label)
         return
     if image.ndim > 2:
         image = image.reshape(image.shape[0], -1)
-    y = axes[0].coordinates(image.shape[0]) if len(axes) > 0 else np.arange(image.shape[0])
-    x = axes[1].coordinates(image.shape[1]) if len(axes) > 1 else np.arange(image.shape[1])
-    mesh = ax.imshow(image, origin="lower", aspect="auto", extent=(x[0], x[-1], y[0], y[-1]))
+    y = _edges(_coordinates(axes[0] if len(axes) > 0 else None, image.shape[0]))
+    x = _edges(_coordinates(axes[1] if len(axes) > 1 else None, image.shape[1]))
+    mesh = ax.imshow(image, origin="lower", aspect="auto", extent=(x[0], x[1], y[0], y[1]))
     fig.colorbar(mesh, ax=ax, label=value_label)
     ax.set_xlabel(_axis_label(axes[1].label, axes[1].units) if len(axes) > 1 else "column")
     ax.set_ylabel(_axis_label(axes[0].label, axes[0].units) if axes else "row")
+
+
+def _coordinates(axis: Any, size: int) -> Any:
+    """An axis's coordinates, or pixel indices when it has none usable (missing, not
+    finite, or all equal)."""
+    index = np.arange(size, dtype=np.float64)
+    if axis is None:
+        return index
+    try:
+        values = np.asarray(axis.coordinates(size), dtype=np.float64)
+    except (ConfigError, ValueError, TypeError):
+        return index
+    if not np.all(np.isfinite(values)) or (size > 1 and values[0] == values[-1]):
+        return index
+    return values
+
+
+def _edges(centres: Any) -> tuple[float, float]:
+    """The outer edges of pixels centred on ``centres`` (half a step beyond each end)."""
+    first, last = float(centres[0]), float(centres[-1])
+    half = (last - first) / (len(centres) - 1) / 2 if len(centres) > 1 else 0.5
+    return first - half, last + half

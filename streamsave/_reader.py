@@ -28,7 +28,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (the Blosc2 filter and the other codecs)
 import numpy as np
 
-from ._attrs import attr, envelope, settings_from_json, settings_from_xml, text
+from ._attrs import MAX_ATTR_TEXT, attr, envelope, settings_from_json, settings_from_xml, text
 from ._channel_reader import ChannelReader, axis_from_node
 from ._errors import ReadError
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING
@@ -78,6 +78,25 @@ def _open(path: Path, swmr: bool | None) -> tuple[h5py.File, bool]:
                     "makes a readable copy)")
 
 
+def _held_for_writing(file: h5py.File) -> bool:
+    """This process also has the file open for writing (HDF5 then shares one open
+    file between the writer and this reader, and reports the writer's access)."""
+    try:
+        return bool(file.id.get_intent() & h5py.h5f.ACC_RDWR)
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+def _member_at(file: h5py.File, path: str) -> Any:
+    """The node at an absolute ``path`` reached through hard links only, or ``None``."""
+    node: Any = file
+    for part in path.strip("/").split("/"):
+        if not isinstance(node, h5py.Group):
+            return None
+        node = _member(node, part)
+    return node
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__).splitlines()[0]
 
@@ -93,17 +112,16 @@ class Run:
         #: the file
         self.path = path
         self._file = file
-        #: a writer may still be adding frames: opened as an SWMR reader, or (in the writer's own
-        #: process, where HDF5 shares the open file) the journal says a writer has it open
-        self.live = live
+        #: a writer may still be adding frames: opened as an SWMR reader, or opened in the
+        #: writer's own process (HDF5 shares the open file, which it holds for writing)
+        self.live = live or _held_for_writing(file)
         self._limiter = anyio.CapacityLimiter(1)
         self._lock = threading.Lock()
         self._journal: np.ndarray[Any, Any] | None = None
         self._journal_columns: list[str] = []
-        if not live:
-            flag = file.get(JOURNAL_WRITING)
-            with contextlib.suppress(OSError, ValueError, RuntimeError, TypeError):
-                self.live = isinstance(flag, h5py.Dataset) and bool(flag[0])
+        # the writer never marked the file closed (it is still writing, or it was killed): only
+        # what the journal says its last flush made durable is whole
+        self._unclosed = self.live or self._flag() is not False
         self._read_journal()
         raw = file.get("RawData", getlink=True)
         self._is_streamsave = isinstance(raw, h5py.HardLink) and isinstance(file.get("RawData"), h5py.Group)
@@ -141,14 +159,21 @@ class Run:
         """A writer still has the file open (only known for streamsave's live files)."""
         if not self.live:
             return False
-        flag = self._file.get(JOURNAL_WRITING)
-        if not isinstance(flag, h5py.Dataset):
-            return True  # no journal yet: the writer has not pushed anything
+        flag = self._flag()
+        return True if flag is None else flag  # no flag yet, or unreadable: assume it still writes
+
+    def _flag(self) -> bool | None:
+        """``/streamsave/writing`` (refreshed in a live file), or ``None`` if it is
+        missing or unreadable."""
+        flag = _member_at(self._file, JOURNAL_WRITING)
+        if not isinstance(flag, h5py.Dataset) or flag.shape != (1,) or flag.dtype.kind not in "biu":
+            return None
         try:
-            flag.refresh()
+            if self.live:
+                flag.refresh()
             return bool(flag[0])
-        except (OSError, ValueError, RuntimeError):
-            return True
+        except (OSError, ValueError, RuntimeError, TypeError):
+            return None
 
     def refresh(self) -> bool:
         """See what a live writer has flushed since (no-op for a closed file);
@@ -170,23 +195,28 @@ class Run:
             return writing
 
     def _read_journal(self) -> None:
-        group, frames = self._file.get(JOURNAL_GROUP), self._file.get(JOURNAL_FRAMES)
+        group, frames = _member_at(self._file, JOURNAL_GROUP), _member_at(self._file, JOURNAL_FRAMES)
+        self._journal = None
         if not isinstance(group, h5py.Group) or not isinstance(frames, h5py.Dataset):
-            self._journal = None
             return
         try:
             if self.live:
                 frames.refresh()
-            columns = json.loads(text(attr(group, "channels")) or "[]")
-            rows = frames.shape[0] if frames.ndim == 2 else 0
-            self._journal = np.asarray(frames[rows - 1]) if rows else None
-            self._journal_columns = [c for c in columns if isinstance(c, str)]
-        except (OSError, ValueError, RuntimeError, TypeError):
+            raw = text(attr(group, "channels")) or "[]"
+            if (frames.ndim != 2 or frames.dtype.kind not in "iu" or not 0 < frames.shape[1] <= _MAX_NODES
+                    or len(raw) > MAX_ATTR_TEXT):
+                return  # not a journal streamsave wrote
+            columns = json.loads(raw)
+            rows = frames.shape[0]
+            self._journal = np.asarray(frames[rows - 1], dtype=np.int64) if rows else None
+            listed = columns if isinstance(columns, list) else []
+            self._journal_columns = [c if isinstance(c, str) else "" for c in listed]
+        except (OSError, ValueError, RuntimeError, TypeError, RecursionError):
             self._journal = None
 
     def _durable(self, column: int | None) -> int | None:
         """Frames the journal says are durable for a channel (live files only)."""
-        if not self.live or column is None or self._journal is None or column >= len(self._journal):
+        if not self._unclosed or column is None or self._journal is None or column >= len(self._journal):
             return None
         durable: int = int(self._journal[column])
         return durable

@@ -88,12 +88,12 @@ def test_the_demo_fits_80_columns_and_says_how_large_its_file_grows(tmp_path: Pa
 
 def test_the_demo_warns_when_the_disk_is_too_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from streamsave._cli import _demo
+    import shutil
 
     class Usage:
         free = 999
 
-    monkeypatch.setattr(_demo.shutil, "disk_usage", lambda path: Usage())
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage())
     assert main(["demo", "-o", str(tmp_path / "x.h5"), "--duration", "0.2", "--rate", "20"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("streamsave: warning: only 999 B free where")
@@ -121,7 +121,7 @@ def test_help_of_each_subcommand_shows_every_argument(command: str, capsys: pyte
     assert main([command, "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     for action in _subparsers()[command]._actions:
-        names = action.option_strings or [action.metavar or action.dest]
+        names = action.option_strings or [str(action.metavar or action.dest)]
         assert any(str(n) in out for n in names), (command, names)
         if action.help:
             assert " ".join(action.help.replace("%%", "%").split())[:30] in out, (command, action.help)

@@ -133,7 +133,7 @@ class Channel:
         self._high_water = 0
         self._first_push: float | None = None
         self._last_auto = -math.inf  # the last timestamp the library made
-        self._last_user = -math.inf  # the last timestamp given (monotonic channels)
+        self._last_stored = -math.inf  # the last timestamp queued, made or given (monotonic channels)
         self._refusal: Callable[[], BaseException] | None = None
         self._space: anyio.Event | None = None  # set when room appears (loop-thread waiters)
         self._thread_waiters = 0  # threads blocked in push_from_thread
@@ -399,6 +399,7 @@ class Channel:
         with self._lock:
             if self._refusal is not None:
                 raise self._refusal()
+            self._check_order_locked(ts, is_block)
             fill = self._held
             if fill + n > self.queue_size and fill:  # a block larger than the queue fits an empty queue
                 if policy is Overflow.BLOCK:
@@ -445,21 +446,27 @@ class Channel:
             self._control.ring()
         return None
 
+    def _check_order_locked(self, ts: Any, is_block: bool) -> None:
+        """On a ``monotonic`` channel, refuse a given timestamp earlier than the last one
+        queued (before anything else happens to the queue: a refused frame drops nothing)."""
+        if ts is not None and self.monotonic:
+            first = float(ts[0]) if is_block else ts
+            if first < self._last_stored:
+                raise TimestampError(f"channel {self.full_name!r} requires increasing timestamps, got {first!r} "
+                                     f"after {self._last_stored!r}")
+
     def _stamp_locked(self, ts: Any, n: int, is_block: bool) -> Any:
-        """The timestamp(s) to store: the library's own (never going backwards), or
-        the given ones, checked for order on a ``monotonic`` channel."""
+        """The timestamp(s) to store: the library's own (never going backwards, and on a
+        ``monotonic`` channel never before a given one either), or the given ones."""
         if ts is None:
             now = time.time()
-            if now < self._last_auto:  # the clock was stepped back: hold until it catches up
-                now = self._last_auto
+            floor = max(self._last_auto, self._last_stored) if self.monotonic else self._last_auto
+            if now < floor:  # the clock was stepped back: hold until it catches up
+                now = floor
             self._last_auto = now
-            return np.full(n, now) if is_block else now
+            ts = np.full(n, now) if is_block else now
         if self.monotonic:
-            first = float(ts[0]) if is_block else ts
-            if first < self._last_user:
-                raise TimestampError(f"channel {self.full_name!r} requires increasing timestamps, got {first!r} "
-                                     f"after {self._last_user!r}")
-            self._last_user = float(ts[-1]) if is_block else ts
+            self._last_stored = float(ts[-1]) if is_block else ts
         return ts
 
     def _stage_locked(self, frame: Any, ts: float) -> None:

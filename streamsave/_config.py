@@ -91,15 +91,18 @@ class SaverConfig:
             raise StorageError(errno.EEXIST, f"{str(path)!r} already exists; pass mode='w' to overwrite it, or "
                                "choose another name")
 
+    def backend_factory(self) -> Callable[..., Backend]:
+        """The backend class (or factory) the saver opens its file with."""
+        if callable(self.backend):
+            return self.backend
+        from .backends.h5py import H5pyBackend
+
+        return H5pyBackend
+
     def open_backend(self, mode: str | None = None) -> Backend:
         """Open the file: ``mode`` defaults to the saver's (``"x"`` means ``"w-"``)."""
         mode = mode or ("w-" if self.mode == "x" else self.mode)
-        factory: Callable[..., Backend]
-        if callable(self.backend):
-            factory = self.backend
-        else:
-            from .backends.h5py import H5pyBackend as factory
-        return factory(self.path, mode, swmr=self.swmr)
+        return self.backend_factory()(self.path, mode, swmr=self.swmr)
 
 
 def make_config(path: str | os.PathLike[str], options: dict[str, Any]) -> SaverConfig:

@@ -72,9 +72,12 @@ class Detector:
         :param overflow: what a full queue does (default: the saver's policy).
         :param copy: copy every pushed frame, so the producer may reuse its buffer
             (frames of 512 bytes or less are always copied).
-        :param monotonic: refuse, with :class:`~streamsave.TimestampError`, a given
-            timestamp earlier than the previous one (default: store timestamps as
-            given; the library's own timestamps never go backwards either way).
+        :param monotonic: make the channel's time axis never go backwards: a given
+            timestamp earlier than the last one queued (given or made) raises
+            :class:`~streamsave.TimestampError`, before anything else happens (a
+            refused frame drops nothing), and the library's own timestamps never fall
+            before a given one (default: store given timestamps as given; the
+            library's own timestamps never go backwards among themselves either way).
         :raises ~streamsave.ConfigError: invalid or duplicate name, shape, dtype, axes;
             a queue that does not fit in the saver's ``memory_budget``.
         :raises ~streamsave.LayoutFrozenError: writing already started in SWMR mode.

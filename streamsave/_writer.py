@@ -24,7 +24,9 @@ channels' ``_writer_*`` methods, so a busy loop never slows it down.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -270,17 +272,19 @@ class Writer:
             self._shutdown()
 
     def _open(self) -> Backend:
-        """Open the backend, refusing what it cannot do (it reads the capability flags)."""
+        """Open the backend, refusing what it cannot do (it reads the capability flags),
+        before the file is created when the backend's class says so."""
         cfg = self.config
+        _check_capabilities(cfg.backend_factory(), cfg.swmr)
         backend = cfg.open_backend()
-        problem = None
-        if not backend.supports_direct_chunk_write:
-            problem = "cannot store chunks compressed beforehand (direct chunk write), which this engine needs"
-        elif cfg.swmr and not backend.supports_swmr:
-            problem = "has no SWMR mode; open the saver with swmr=False"
-        if problem is not None:
+        try:
+            _check_capabilities(backend, cfg.swmr)
+        except ConfigError:
             backend.close()
-            raise ConfigError(f"backend {backend.name!r} {problem}")
+            if cfg.mode != "w":  # the file did not exist before: leave no trace of the refusal
+                with contextlib.suppress(OSError):
+                    os.unlink(cfg.path)
+            raise
         return backend
 
     def _shutdown(self) -> None:
@@ -606,6 +610,16 @@ class Writer:
             self.layout.drop_empty(backend, empty)
         self.backend = None
         backend.close(fsync=self.config.fsync != "never")
+
+
+def _check_capabilities(backend: object, swmr: bool) -> None:
+    """:raises ~streamsave.ConfigError: the backend (class or instance) lacks what the saver needs."""
+    name = getattr(backend, "name", type(backend).__name__)
+    if getattr(backend, "supports_direct_chunk_write", True) is False:
+        raise ConfigError(f"backend {name!r} cannot store chunks compressed beforehand (direct chunk write), "
+                          "which this engine needs")
+    if swmr and getattr(backend, "supports_swmr", True) is False:
+        raise ConfigError(f"backend {name!r} has no SWMR mode; open the saver with swmr=False")
 
 
 def _translate(exc: BaseException, action: str) -> BaseException:

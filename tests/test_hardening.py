@@ -259,6 +259,35 @@ async def test_monotonic_channel_refuses_backward_timestamps_and_keeps_what_it_a
     np.testing.assert_array_equal(times, [10, 20, 20, 30, 31, 32])
 
 
+@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest", "error", "block"])
+async def test_a_refused_backward_timestamp_drops_nothing_on_a_full_queue(
+        h5path: Path, metered: type[_Metered], overflow: str) -> None:
+    """The order check comes first: a full queue's policy never runs for a refused frame."""
+    saver = await streamsave.Saver.open(h5path, backend=metered, queue_size=4, overflow=overflow, flush_interval=60)
+    ch = saver.add_detector("D").add_channel("c", monotonic=True, chunk_frames=1)
+    for i in range(4):
+        ch.push_nowait(float(i), timestamp=10.0 + i)
+    with pytest.raises(streamsave.TimestampError, match="D/c"):
+        ch.push_nowait(9.0, timestamp=1.0)
+    metered.open_gate()
+    await saver.aclose()
+    st = ch.statistics()
+    assert (st.frames_pushed, st.frames_written, st.frames_dropped) == (4, 4, 0)
+    np.testing.assert_array_equal(read_channel(h5path, "D/c")[0][:, 0], [0, 1, 2, 3])
+
+
+async def test_a_monotonic_channels_default_timestamps_never_fall_before_given_ones(h5path: Path) -> None:
+    future = time.time() + 3600
+    async with streamsave.open_saver(h5path) as saver:
+        ch = saver.add_detector("D").add_channel("c", monotonic=True)
+        await ch.push(1.0)
+        await ch.push(2.0, timestamp=future)
+        await ch.push(3.0)  # the clock says earlier: held at the given timestamp
+        await ch.push(4.0, timestamp=future + 1)
+    times = read_channel(h5path, "D/c")[1]
+    assert (np.diff(times) >= 0).all() and times[2] == future, times
+
+
 async def test_given_timestamps_are_stored_as_given_by_default(h5path: Path) -> None:
     given = [10.0, 20.0, 15.0, 5.0, 5.0, -3.0]
     async with streamsave.open_saver(h5path, flush_interval=60) as saver:
@@ -720,6 +749,9 @@ async def test_a_backend_without_swmr_is_refused_with_swmr(tmp_path: Path) -> No
             pass
     message = str(info.value)
     assert _NoSwmr.name in message and "swmr=False" in message, message
+    assert not (tmp_path / "swmr.h5").exists()  # refused before the file was created
+    async with streamsave.open_saver(tmp_path / "swmr.h5", backend=_NoSwmr, swmr=False) as saver:
+        await saver.add_detector("D").add_channel("c").push(1.0)  # the advice works on the same path
     path = tmp_path / "plain.h5"
     async with streamsave.open_saver(path, backend=_NoSwmr, swmr=False) as saver:
         await saver.add_detector("D").add_channel("c").push(2.0)

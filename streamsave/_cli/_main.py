@@ -37,14 +37,32 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _glue(argv: list[str], option: str) -> list[str]:
+    """``--frames -3:`` as ``--frames=-3:``: argparse takes a value that starts with
+    ``-`` (and is not a plain negative number) for an option."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            out += [arg, *args]
+            break
+        if arg == option:
+            value = next(args, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``streamsave`` command line with ``argv`` (default: ``sys.argv[1:]``).
 
     :returns: the exit status (see :mod:`streamsave.cli`); usage errors return 2
         instead of raising :class:`SystemExit`.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser().parse_args(argv)
+        args = parser().parse_args(_glue(argv, "--frames"))
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         tracker = _Tracker(opened, window=max(_MIN_WINDOW, 2 * args.interval))
         with Live(console=out, auto_refresh=False, redirect_stderr=False) as live:
-            writing = True
+            writing, announced = True, False
             while writing:
                 writing = opened.refresh()
                 tracker.sample()
@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
                 state = f"being written, followed for {elapsed:.0f} s" if writing else "closed by its writer"
                 live.update(status(opened, tracker.recent_rates() if writing else None,
                                          title=f"{args.file}  {_size(opened.path)}  ({state})"), refresh=True)
+                if not announced:  # once a status is shown (so Ctrl-C from now on leaves one)
+                    out.print(f"Following {str(args.file)!r} until its writer closes it; press Ctrl-C to stop.",
+                              markup=False, soft_wrap=True)
+                    announced = True
                 if writing and args.idle_timeout is not None and time.monotonic() - tracker.last_change \
                         >= args.idle_timeout:
                     raise CommandError(f"no new frames in {str(args.file)!r} for {args.idle_timeout:g} s, and it "
@@ -137,8 +141,7 @@ def status(opened: Run, rates: list[float] | None, *, title: str) -> RenderableT
     """One row per channel: durable frames, frames/s and MB/s (recent ones while the file
     is written, ``rates``; else the means over its timestamps), the last frame's age;
     then what the columns mean."""
-    table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True, show_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
     channels = list(opened.channels.values())
     table.add_column("channel", no_wrap=True, min_width=max((len(k) for k in opened.channels), default=7))
     for header in ("durable", "frames/s", "MB/s", "last frame"):
@@ -153,7 +156,7 @@ def status(opened: Run, rates: list[float] | None, *, title: str) -> RenderableT
         table.add_row("(no channels yet)", "", "", "", "")
     note = ("durable: frames up to the writer's last flush (what a reader sees); "
             + ("rates over the last few seconds" if rates is not None else "rates: means over the timestamps"))
-    return Group(table, Text(note))
+    return Group(Text(title), table, Text(note))
 
 
 def _last_time(ch: ChannelReader) -> float:

@@ -12,9 +12,11 @@ Two ways to choose the kill moment:
   (N random, up to ``--writes``): never inside ``H5Fflush``, so whatever is damaged
   then was damaged by writes between flushes.
 
-``--hdf5 KEY=VALUE`` passes more keyword arguments to ``h5py.File`` when the writer
-creates a plain file (``libver=v110,v110``, ``meta_block_size=0``, ...), to try HDF5
-settings against the failure rate.
+``--hdf5 KEY=VALUE`` changes how the writer creates a plain file, to try HDF5 settings
+against the failure rate: ``istore_k=32`` (chunk index B-tree K) and
+``local_heap_size_hint=0`` (group local heaps) replace the backend's settings (``None``:
+HDF5's default), ``libver=v110,v110`` its format bounds, and other keys are file access
+arguments of ``h5py.File`` (``meta_block_size=0``, ...).
 
 ``python tests/_crash_torn.py --runs 300 --scenario mixed --codec none --at write``
 prints how many runs ended how: every durable frame recovered, frames lost (and what
@@ -71,45 +73,29 @@ def _failure(outcome: crash_run.Outcome) -> str:
 
 
 def child(config: dict[str, Any], argv: list[str]) -> None:
-    """Run the crash writer with ``argv`` after applying ``config``: extra ``h5py.File``
-    arguments for plain files (and ``istore_k``, ``local_heap_size_hint``, which h5py.File
-    does not take), and a kill at the N-th chunk stored."""
-    import ctypes
+    """Run the crash writer with ``argv`` after applying ``config``: HDF5 settings for
+    plain files (``istore_k``, ``local_heap_size_hint``: the backend's settings, ``None``
+    for HDF5's default; ``libver``; other file access arguments of ``h5py.File``, such as
+    ``meta_block_size``), and a kill at the N-th chunk stored."""
     import os
     import runpy
-
-    import h5py
 
     import streamsave.backends.h5py as backend
 
     options = dict(config.get("hdf5", {}))
     if "libver" in options:
         backend.PLAIN_LIBVER = tuple(options.pop("libver"))
-    istore_k = options.pop("istore_k", None)  # H5Pset_istore_k: h5py.File has no argument for it
-    heap_hint = options.pop("local_heap_size_hint", None)  # H5Pset_local_heap_size_hint, per group
-    if heap_hint:
-        def create_group(self: Any, path: str, attrs: Any) -> None:
-            gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
-            setter = ctypes.CDLL(h5py.h5p.__file__).H5Pset_local_heap_size_hint  # h5py does not wrap it
-            setter.argtypes, setter.restype = [ctypes.c_int64, ctypes.c_size_t], ctypes.c_int
-            if setter(gcpl.id, int(heap_hint)) < 0:
-                raise ValueError(f"H5Pset_local_heap_size_hint({heap_hint}) failed")
-            parent, _, name = path.rstrip("/").rpartition("/")
-            gid = h5py.h5g.create(self.file[parent or "/"].id, name.encode(), gcpl=gcpl)
-            backend._set_attrs(h5py.Group(gid), attrs)
+    if "istore_k" in options:
+        backend.PLAIN_ISTORE_K = options.pop("istore_k")
+    if "local_heap_size_hint" in options:
+        backend.PLAIN_LOCAL_HEAP_SIZE_HINT = options.pop("local_heap_size_hint")
+    if options:
+        from h5py._hl.files import make_fapl
 
-        backend.H5pyBackend.create_group = create_group  # type: ignore[method-assign]
-    if options or istore_k:
-        real = h5py.File
+        def fapl() -> Any:
+            return make_fapl(None, libver=tuple(backend.PLAIN_LIBVER), **options)
 
-        def file(*args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("libver") == backend.PLAIN_LIBVER and kwargs.get("fs_strategy") == "none":
-                kwargs.update(options)  # a plain file being created
-                if istore_k:
-                    return real(_create_with_istore_k(args[0], int(istore_k), kwargs))
-            return real(*args, **kwargs)
-
-        h5py.File = file
+        backend._plain_fapl = fapl
     kill_at = int(config.get("kill_at_chunk", 0))
     if kill_at:
         stored = 0
@@ -125,25 +111,6 @@ def child(config: dict[str, Any], argv: list[str]) -> None:
         backend.H5pyBackend.write_chunk = counting  # type: ignore[method-assign]
     sys.argv = [str(crash_run.WRITER), *argv]
     runpy.run_path(str(crash_run.WRITER), run_name="__main__")
-
-
-def _create_with_istore_k(path: Any, istore_k: int, kwargs: dict[str, Any]) -> Any:
-    """A plain file like the backend's (format bounds, no free-space reuse), whose chunk
-    indexes are B-trees of ``2 * istore_k`` entries a node (HDF5's default istore_k: 32)."""
-    import ctypes
-    import os
-
-    import h5py
-
-    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
-    setter = ctypes.CDLL(h5py.h5p.__file__).H5Pset_istore_k  # h5py does not wrap it
-    setter.argtypes, setter.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
-    if setter(fcpl.id, istore_k) < 0:
-        raise ValueError(f"H5Pset_istore_k({istore_k}) failed")
-    fcpl.set_file_space_strategy(h5py.h5f.FSPACE_STRATEGY_NONE, False, 1)
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_V110)
-    return h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_EXCL, fcpl=fcpl, fapl=fapl)
 
 
 def run_once(case: crash_run.Case, src: Path, rng: random.Random, at: str, writes: int,
@@ -206,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swmr", action="store_true", help="SWMR files (default: plain)")
     parser.add_argument("--at", choices=("time", "write", "chunk"), default="write")
     parser.add_argument("--hdf5", action="append", default=[], metavar="KEY=VALUE",
-                        help="more h5py.File arguments for plain files (VALUE: a Python literal, or a,b for a tuple)")
+                        help="an HDF5 setting for plain files, see above (VALUE: a Python literal, or a,b for a tuple)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("writer", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--writes", type=int, default=600, help="--at write: the latest write to kill at")

@@ -122,6 +122,11 @@ class Channel:
         self._entries: deque[Entry] = deque()
         self._stage_values: npt.NDArray[Any] | None = None
         self._stage_times: npt.NDArray[np.float64] | None = None
+        # scalars are batched in lists (an append is cheaper than a numpy item set), turned
+        # into arrays when the batch is queued: at most STAGE_FRAMES values stay as objects
+        self._stage_scalars = not shape and self._small
+        self._stage_list: list[Any] = []
+        self._stage_list_times: list[float] = []
         self._stage_n = 0
         self._queued = 0  # frames in _entries and the stage, not yet taken by the writer
         self._left = 0  # frames that left the queue: taken by the writer, or dropped from it
@@ -399,7 +404,8 @@ class Channel:
         with self._lock:
             if self._refusal is not None:
                 raise self._refusal()
-            self._check_order_locked(ts, is_block)
+            if self.monotonic:
+                self._check_order_locked(ts, is_block)
             fill = self._held
             if fill + n > self.queue_size and fill:  # a block larger than the queue fits an empty queue
                 if policy is Overflow.BLOCK:
@@ -422,7 +428,13 @@ class Channel:
                     self._report_locked(self._held)
                     return None
             ts = self._stamp_locked(ts, n, is_block)
-            if self._small and not is_block:
+            if self._stage_scalars and not is_block:
+                self._stage_list.append(data)
+                self._stage_list_times.append(ts)
+                self._stage_n += 1
+                if self._stage_n == self._stage_size:
+                    self._close_stage_locked()
+            elif self._small and not is_block:
                 self._stage_locked(data, ts)
             else:
                 if self._stage_n:
@@ -486,9 +498,14 @@ class Channel:
     def _close_stage_locked(self) -> None:
         """Queue the open batch as one entry."""
         n = self._stage_n
-        assert self._stage_values is not None and self._stage_times is not None
-        self._entries.append((self._stage_values[:n], self._stage_times[:n], n))
-        self._stage_values = self._stage_times = None
+        if self._stage_scalars:
+            values = np.array(self._stage_list, dtype=self.dtype)
+            self._entries.append((values, np.array(self._stage_list_times, dtype=np.float64), n))
+            self._stage_list, self._stage_list_times = [], []
+        else:
+            assert self._stage_values is not None and self._stage_times is not None
+            self._entries.append((self._stage_values[:n], self._stage_times[:n], n))
+            self._stage_values = self._stage_times = None
         self._stage_n = 0
 
     def _evict_locked(self, needed: int) -> None:
@@ -617,6 +634,7 @@ class Channel:
         with self._lock:
             self._entries.clear()
             self._stage_values = self._stage_times = None
+            self._stage_list, self._stage_list_times = [], []
             self._stage_n = self._queued = self._held = 0
             if failed:
                 self._written = self._durable

@@ -66,9 +66,10 @@ class Detector:
             whole rows instead, so no chunk is much larger than ``chunk_bytes`` (e.g. a
             2048x2048 uint16 frame as four 2 MiB tiles of 512 rows).
         :param queue_size: the most frames the saver holds for this channel, queued or
-            being written (default: the saver's ``queue_size``, or as many frames as
-            fit in ``queue_bytes``; at least one chunk, and within what the saver's
-            ``memory_budget`` leaves).
+            being written (default: the saver's ``queue_size`` raised to two chunks, or
+            as many frames as fit in ``queue_bytes``, within what the saver's
+            ``memory_budget`` leaves). Given here, it is exact and the default chunk
+            shrinks to half of it.
         :param overflow: what a full queue does (default: the saver's policy).
         :param copy: copy every pushed frame, so the producer may reuse its buffer
             (frames of 512 bytes or less are always copied).
@@ -116,11 +117,14 @@ class Detector:
         for knob, value in (("chunk_frames", chunk_frames), ("queue_size", queue_size)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"channel {name!r}: {knob} must be a positive integer, got {value!r}")
-        queue_size = queue_size or cfg.queue_size
         if chunk_frames is None:
             chunk_frames = choose_chunk_frames(frame_nbytes, cfg.chunk_bytes, cfg.max_chunk_frames)
-            if queue_size is not None:
+            if queue_size is not None:  # this channel asked for a small queue: smaller chunks to match
                 chunk_frames = max(1, min(chunk_frames, queue_size // 2))
+        if queue_size is None and cfg.queue_size is not None:
+            # the saver-wide size, in frames, is the same for every channel: at least two chunks
+            # (a queue of 256 scalars would hold 2 kB and make every chunk a few hundred values)
+            queue_size = max(cfg.queue_size, 2 * chunk_frames)
         tile_rows = 0
         if chunk_frames == 1 and frame_nbytes > cfg.chunk_bytes and len(shape) >= 1 and shape[0] > 1:
             tiles = -(-frame_nbytes // cfg.chunk_bytes)

@@ -273,8 +273,11 @@ async def open_saver(path: str | os.PathLike[str], **options: Any) -> AsyncItera
         or a :class:`Compression`.
     :param flush_interval: seconds between flushes (default 1.0): the most any
         accepted frame waits before it is durable.
-    :param queue_size: queue capacity in frames for every channel (default: as
-        many frames as fit in ``queue_bytes``, 256 MiB).
+    :param queue_size: the most frames held per channel, queued or being written,
+        for every channel (raised to two chunks where that is smaller; default: as
+        many frames as fit in ``queue_bytes``, 256 MiB, capped by ``memory_budget``).
+    :param memory_budget: the most bytes all channels' queues hold together
+        (default 1 GiB), checked as channels are declared.
     :param overflow: policy of a full queue: ``"block"`` (default), ``"drop_oldest"``,
         ``"drop_newest"``, ``"error"``.
     :param swmr: switch the file to SWMR mode when writing starts (default True),
@@ -284,7 +287,10 @@ async def open_saver(path: str | os.PathLike[str], **options: Any) -> AsyncItera
     :param chunk_bytes: target size of one chunk (default 2 MiB).
     :param compress_threads: threads that assemble and compress chunks (default:
         one per CPU but one, which is left to the event loop and the writer thread).
-    :param fsync: after closing, wait until the file is on the device (default True).
+    :param fsync: ``"close"`` (default): wait until the file is on the device when
+        closing; ``"flush"``: also at every flush, so durable frames survive a power
+        cut, not only a killed process; ``"never"``. ``True``/``False`` mean
+        ``"close"``/``"never"``.
     :param close_timeout: when the block raised or was cancelled, how long to keep
         writing queued frames before dropping (and counting) the rest (default 10 s).
     :param title: the file's title.

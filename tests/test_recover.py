@@ -301,7 +301,8 @@ def test_an_unreadable_group_is_left_out(tmp_path: Path) -> None:
 def test_a_torn_chunk_index_cuts_the_channel_where_it_tears(tmp_path: Path) -> None:
     src = tmp_path / "torn.h5"
     with streamsave.sync.open_saver(src, swmr=False, chunk_bytes=4096, fsync=False) as saver:
-        ch = saver.add_detector("Counter").add_channel("n", chunk_frames=8)  # 250 chunks: a two-level index
+        # 2,000 chunks: a two-level index even with the 1,024-entry nodes plain files use (istore_k=512)
+        ch = saver.add_detector("Counter").add_channel("n", chunk_frames=1)
         ch.push_many(np.arange(2000.0), timestamps=1.7e9 + np.arange(2000))
     data = channel_paths(src)["Counter/n"] + "/EnlData00"
     with h5py.File(src, "r") as f:

@@ -187,16 +187,26 @@ def test_ctrl_c_stops_follow_with_130(writer: Writer) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no SIGKILL on Windows")
 @pytest.mark.timeout(3 * TIMEOUT)
-def test_follow_gives_up_on_a_killed_writer_after_idle_timeout(writer: Writer) -> None:
+def test_follow_gives_up_on_a_killed_writer_after_idle_timeout(writer: Writer, tmp_path: Path) -> None:
     writer.wait_ready()
     writer.proc.kill()
     writer.proc.communicate()
     follow = start_follow(writer.path, "--interval", "0.2", "--idle-timeout", "1")
-    out, err = finish(follow)
+    _, err = finish(follow)
     assert follow.returncode == 1, err
     assert err.startswith("streamsave: error: no new frames in")
     assert "its writer may have been killed" in err and "streamsave recover" in err
     assert err.count("\n") == 1
+
+    # as the message says: recover makes a clean copy, which info reads as closed
+    clean = tmp_path / "clean.h5"
+    recovered = streamsave("recover", writer.path, "-o", clean)
+    assert recovered.returncode == 0, recovered.stderr
+    assert "Cam/img" in recovered.stdout
+    doc = json.loads(streamsave("info", "--json", clean).stdout)
+    assert doc["writing"] is False
+    assert doc["channels"]["Cam/img"]["frames"] >= 1
+    assert doc["channels"]["Cam/img"]["frames"] == frames_in(clean)["Cam/img"]
 
 
 def test_follow_describes_a_closed_file_once(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import subprocess
@@ -16,9 +17,10 @@ import pytest
 from rich.console import Console
 
 from streamsave import sync
-from streamsave._cli._common import nbytes
+from streamsave._cli._common import describe, nbytes
 from streamsave._cli._demo import table
 from streamsave._cli._main import parser
+from streamsave._errors import ReadError
 from streamsave._stats import ChannelStatistics, SaverStatistics
 from streamsave.cli import main
 
@@ -147,9 +149,16 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _cases(small: Path, tmp: Path) -> list[tuple[list[str | Path], str]]:
+Case = tuple[list[str | Path], str]
+
+
+def _cases(small: Path, tmp: Path) -> list[Case]:
     noise = tmp / "noise.h5"
     noise.write_bytes(os.urandom(4096))
+    unwritable: list[Case] = [
+        (["export", small, "D/c", "-o", "/proc/x.h5"], "cannot write '/proc/x.h5': no such file or directory"),
+        (["plot", small, "D/c", "-o", "/proc/x.png"], "cannot write '/proc/x.png': no such file or directory"),
+    ] if sys.platform == "linux" else []
     return [
         (["info", tmp / "nope.h5"], "does not exist"),
         (["info", tmp], "is a directory"),
@@ -163,6 +172,7 @@ def _cases(small: Path, tmp: Path) -> list[tuple[list[str | Path], str]]:
         (["plot", tmp / "nope.h5", "D/c", "-o", tmp / "x.png"], "does not exist"),
         (["follow", tmp / "nope.h5"], "does not exist"),
         (["recover", noise, "-o", tmp / "clean.h5"], str(noise)),
+        *unwritable,
     ]
 
 
@@ -175,6 +185,19 @@ def test_errors_are_one_line_on_stderr(small: Path, tmp_path: Path) -> None:
         assert expected in result.stderr, (argv, result.stderr)
         for noise in ("Traceback", "[Errno", "HDF5-DIAG", "errno ="):
             assert noise not in result.stderr, (argv, result.stderr)
+
+
+@pytest.mark.parametrize(("exc", "line"), [
+    (ReadError(errno.ENOENT, "'x.h5' does not exist"), "'x.h5' does not exist"),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "a.npy"), "'a.npy': no such file or directory"),
+    (FileNotFoundError(errno.ENOENT, "Unable to synchronously create file (unable to open file: name = 'y.h5', "
+                                     "errno = 2, error message = 'No such file or directory', flags = 13)"),
+     "'y.h5': no such file or directory"),
+    (OSError("Can't read data (inflate() failed)\nHDF5-DIAG: Error detected"), "Can't read data (inflate() failed)"),
+    (OSError(), "OSError"),
+])
+def test_describe_makes_one_line(exc: BaseException, line: str) -> None:
+    assert describe(exc) == line
 
 
 @pytest.mark.xfail(raises=subprocess.TimeoutExpired, strict=True,

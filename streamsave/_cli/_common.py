@@ -29,6 +29,7 @@ __all__ = (
     "find_channel",
     "frames_slice",
     "nbytes",
+    "os_reason",
     "positive",
     "rate",
     "short_count",
@@ -63,20 +64,45 @@ def error(message: str) -> None:
 
 
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
+#: HDF5's report of a failed system call: "... (unable to open file: name = 'x', errno = 2, error message = 'No such
+#: file or directory', flags = 13, o_flags = 242)"
+_HDF5_ERRNO = re.compile(r"name = '(?P<name>[^']*)', errno = -?\d+, error message = '(?P<message>[^']*)'")
 
 
 def describe(exc: BaseException) -> str:
     """One line for an exception: its first line, without ``[Errno N]`` prefixes or
-    HDF5's error stack; an ``OSError`` from the operating system as ``'path': reason``."""
-    if isinstance(exc, OSError) and not isinstance(exc, StreamSaveError) and exc.strerror:
-        reason = exc.strerror[:1].lower() + exc.strerror[1:]
-        return f"{str(exc.filename)!r}: {reason}" if exc.filename else reason
+    HDF5's error stack; a failed system call as ``'path': reason``."""
+    text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror and len(exc.args) == 2 and isinstance(exc.args[1], str):
-        text = exc.args[1]  # StreamSaveError(errno, message): the message alone
-    else:
-        text = str(exc) or type(exc).__name__
-    lines = [line for line in text.splitlines() if line.strip()] or [type(exc).__name__]
+        text = exc.args[1]  # OSError(errno, message): the message, without "[Errno N]"
+        if exc.filename is None and not isinstance(exc, StreamSaveError) and not _HDF5_ERRNO.search(text):
+            return _first_line(text)
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{str(exc.filename)!r}: {_lower_first(exc.strerror)}"
+    first = _first_line(text)
+    system = _HDF5_ERRNO.search(first)
+    if system:
+        return f"{system['name']!r}: {_lower_first(system['message'])}"
+    return first
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()] or ["unknown error"]
     return _ERRNO_PREFIX.sub("", lines[0].strip())
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a system call failed, without the file name: "permission denied"."""
+    system = _HDF5_ERRNO.search(str(exc))
+    if system:
+        return _lower_first(system["message"])
+    if exc.strerror:
+        return _lower_first(exc.strerror)
+    return describe(exc)
 
 
 def check_output(path: Path, overwrite: bool) -> None:

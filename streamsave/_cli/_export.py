@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._errors import StreamSaveError
 from .._export import FORMATS
 from .._reader import open_reader
-from ._common import EXIT_OK, CommandError, check_output, find_channel, frames_slice, nbytes
+from ._common import EXIT_OK, CommandError, check_output, find_channel, frames_slice, nbytes, os_reason
 
 __all__ = ("add_parsers", "run_export", "run_plot")
 
@@ -76,6 +77,10 @@ def _write(out: Path, overwrite: bool, write: Any) -> None:
     try:
         write(temp)
         os.replace(temp, out)
+    except OSError as exc:
+        if isinstance(exc, StreamSaveError):  # reading the recording failed: its own message
+            raise
+        raise CommandError(f"cannot write {str(out)!r}: {os_reason(exc)}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()

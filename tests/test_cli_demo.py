@@ -206,7 +206,7 @@ def test_a_truncated_file_is_one_line_error(small: Path, tmp_path: Path) -> None
     torn = tmp_path / "torn.h5"
     torn.write_bytes(small.read_bytes()[:3000])
     result = subprocess.run([sys.executable, "-m", "streamsave", "info", str(torn)], capture_output=True, text=True,
-                            timeout=20, check=False)
+                            timeout=8, check=False)
     assert result.returncode == 1
     assert re.fullmatch(r"streamsave: error: [^\n]+\n", result.stderr), result.stderr
     assert str(torn) in result.stderr

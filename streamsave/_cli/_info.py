@@ -199,7 +199,7 @@ def _text(doc: dict[str, Any], *, width: int) -> Iterator[str]:
     size = "" if doc["size_bytes"] is None else f"  {nbytes(doc['size_bytes'])}"
     state = ("being written (read as an SWMR reader: frames up to the writer's last flush)" if doc["writing"]
              else "closed")
-    yield f"{doc['file']}{size}, {state}"
+    yield from _wrap(f"{doc['file']}{size}, {state}", width, "", "  ")
     counts = f"{len(doc['detectors'])} detectors, {len(doc['channels'])} channels, {doc['frames']:,} frames"
     first, last = doc["time"]["first"], doc["time"]["last"]
     if first is not None and last is not None:
@@ -257,7 +257,8 @@ def _storage_text(ch: dict[str, Any]) -> str:
         about = "about " if ch["stored_bytes_estimated"] else ""
         parts.append(f"{nbytes(ch['raw_bytes'])} raw, {about}{nbytes(stored)} stored")
     if ch["compression_ratio"] is not None:
-        parts.append(f"ratio {ch['compression_ratio']:.2f}")
+        ratio = ch["compression_ratio"]
+        parts.append(f"ratio {ratio:.2f}" if ratio >= 0.1 else f"ratio {ratio:.2g}")
     return ", ".join(parts) or "nothing stored"
 
 

@@ -22,6 +22,8 @@ __all__ = ("MAX_ATTR_TEXT", "attr", "envelope", "settings_from_json", "settings_
 
 #: attribute text longer than this is not parsed as an envelope or as settings
 MAX_ATTR_TEXT: Final = 1 << 20
+
+
 def _xml_bool(body: str) -> bool:
     return body.strip() in ("1", "True", "true")
 
@@ -30,28 +32,41 @@ _XML_TYPES: Final[dict[str, Callable[[str], object]]] = {"int": int, "float": fl
 
 
 def attr(node: Any, key: str) -> Any:
-    """An attribute's value, or ``None`` when it is missing or cannot be read (a
-    damaged heap, an unsupported type)."""
+    """An attribute's value, or ``None`` when it is missing, larger than
+    :data:`MAX_ATTR_TEXT` bytes, or cannot be read (a damaged heap, an unsupported type)."""
     try:
+        if key not in node.attrs or node.attrs.get_id(key).get_storage_size() > MAX_ATTR_TEXT:
+            return None
         return node.attrs.get(key)
-    except (OSError, TypeError, ValueError, KeyError, RuntimeError):
+    except Exception:  # h5py raises many kinds on damaged or exotic attributes; all mean "unusable"
         return None
 
 
 def envelope(value: Any) -> object:
     """The value inside PyMoDAQ's JSON envelope, parsed as a literal (never evaluated);
-    ``None`` if ``value`` is not such an envelope."""
+    ``None`` if ``value`` is not such an envelope, or its ``data`` is not a literal."""
+    box = _box(value)
+    if box is None:
+        return None
+    try:
+        return ast.literal_eval(box["data"])
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def _box(value: Any) -> dict[str, Any] | None:
+    """PyMoDAQ's envelope (a JSON object with a text ``data``), or ``None``."""
     if isinstance(value, bytes | np.bytes_):
         value = bytes(value).decode("utf-8", "replace")
     if not isinstance(value, str) or not value.startswith("{") or len(value) > MAX_ATTR_TEXT:
         return None
     try:
         box = json.loads(value)
-        if not isinstance(box, dict) or not isinstance(box.get("data"), str):
-            return None
-        return ast.literal_eval(box["data"])
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except (ValueError, RecursionError):
         return None
+    if not isinstance(box, dict) or not isinstance(box.get("data"), str) or set(box) != {"module", "type", "data"}:
+        return None
+    return box
 
 
 def text(value: Any) -> str | None:
@@ -65,16 +80,16 @@ def text(value: Any) -> str | None:
         return str(value)
     if not isinstance(value, str):
         return None
-    inner = envelope(value)
-    if isinstance(inner, str | int | float) and not isinstance(inner, bool):
-        return str(inner)
-    return value
+    if _box(value) is None:
+        return value
+    inner = envelope(value)  # an envelope whose data is not a literal is not used at all
+    return str(inner) if isinstance(inner, str | int | float) and not isinstance(inner, bool) else None
 
 
-def settings_from_json(value: Any) -> dict[str, Any] | None:
+def settings_from_json(value: Any, *, limit: int = MAX_ATTR_TEXT) -> dict[str, Any] | None:
     """Settings stored by streamsave (``params_json``): a JSON object, or ``None``."""
     raw = text(value)
-    if raw is None or len(raw) > MAX_ATTR_TEXT:
+    if raw is None or len(raw) > limit:
         return None
     try:
         parsed = json.loads(raw)

@@ -27,6 +27,12 @@ __all__ = ("ChannelReader", "FrameBlock", "Timestamps")
 
 #: the most bytes one read may return (a guard against absurd shapes in hostile files)
 MAX_READ_BYTES: Final = 4 * 2**30
+#: the most chunks one read may touch (each costs a lookup, even where nothing is stored)
+MAX_READ_CHUNKS: Final = 1 << 18
+#: the largest chunk a read decompresses (HDF5 allocates a whole chunk to decode one)
+MAX_CHUNK_BYTES: Final = 1 << 30
+#: an axis dataset holding more values than this is described by offset and scale only
+MAX_AXIS_VALUES: Final = 1 << 24
 
 
 class FrameBlock(NamedTuple):
@@ -79,13 +85,23 @@ class ChannelReader:
         self.detector = detector
         self.name = name
         self._data = data
-        self._time = time
+        self._time = time if time is not None and time.ndim == 1 else None
         self._scalar = scalar
         self._journal_column = journal_column
         #: one :class:`~streamsave.Axis` per frame dimension the file describes
         self.axes = axes
         #: the detector's settings, as a dict (parsed without evaluating anything)
         self.settings = dict(settings)
+        # what does not change while a writer appends, read once (a damaged node fails here,
+        # and the channel is not listed, rather than on every look)
+        self._dtype: np.dtype[Any] = _plain(data.dtype)
+        self._stored_frame: tuple[int, ...] = tuple(int(n) for n in data.shape[1:])
+        self._frame_bytes = self._dtype.itemsize * math.prod(self._stored_frame)
+        chunks = data.chunks
+        self._chunks: tuple[int, ...] | None = None if chunks is None else tuple(int(c) for c in chunks)
+        self._units = text(attr(data, "units")) or ""
+        self._label = text(attr(data, "label")) or name
+        self._compression = _compression(data)
         self._length = 0
         self._update_length()
 
@@ -106,7 +122,7 @@ class ChannelReader:
     @property
     def frame_shape(self) -> tuple[int, ...]:
         """The shape of one frame (``()`` for scalars)."""
-        return () if self._scalar else tuple(self._data.shape[1:])
+        return () if self._scalar else self._stored_frame
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -115,40 +131,32 @@ class ChannelReader:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        dtype: np.dtype[Any] = np.dtype(self._data.dtype)
-        return dtype
+        return self._dtype
 
     def __len__(self) -> int:
         return self._length
 
     @property
     def units(self) -> str:
-        return text(attr(self._data, "units")) or ""
+        return self._units
 
     @property
     def label(self) -> str:
-        return text(attr(self._data, "label")) or self.name
+        return self._label
 
     @property
     def compression(self) -> str | None:
         """How the chunks are compressed (``"blosc2-lz4-5-byte"``, ``"gzip"``, ...), or ``None``."""
-        recorded = text(attr(self._data, "compression"))
-        if recorded and recorded != "none":
-            return recorded
-        filters = self._data.id.get_create_plist().get_nfilters() if self._data.chunks else 0
-        if not filters:
-            return None
-        return str(self._data.compression or "hdf5 filter")
+        return self._compression
 
     @property
     def chunk_shape(self) -> tuple[int, ...] | None:
         """The HDF5 chunk shape in the channel's terms, ``(frames, *frame_shape)`` (a
         scalar channel's stored row of one left out, as in :attr:`shape`), or ``None``
         if the dataset is not chunked."""
-        chunks = self._data.chunks
-        if chunks is None:
+        if self._chunks is None:
             return None
-        return (int(chunks[0]),) if self._scalar else tuple(int(c) for c in chunks)
+        return self._chunks[:1] if self._scalar else self._chunks
 
     @property
     def frames_durable(self) -> int:
@@ -162,9 +170,12 @@ class ChannelReader:
         return self._length
 
     def _update_length(self) -> None:
-        n = int(self._data.shape[0]) if self._data.ndim else 0
-        if self._time is not None and self._time.ndim == 1:
-            n = min(n, int(self._time.shape[0])) if self._run._is_streamsave else n
+        try:
+            n = int(self._data.shape[0])
+            if self._time is not None:
+                n = min(n, int(self._time.shape[0]))
+        except (OSError, ValueError, RuntimeError, TypeError, IndexError):
+            return  # a refresh that failed: keep what was seen
         durable = self._run._durable(self._journal_column)
         if durable is not None:
             n = min(n, durable)
@@ -185,18 +196,38 @@ class ChannelReader:
 
     def _read(self, key: slice) -> npt.NDArray[Any]:
         lo, hi, step, reverse, count = _span(key, self._length)
-        frame_bytes = self.dtype.itemsize * math.prod(self._data.shape[1:])
-        if count * frame_bytes > MAX_READ_BYTES:
-            raise ReadError(f"{self.full_name!r}: reading {count} frames would take "
-                            f"{count * frame_bytes / 2**30:.1f} GiB; read fewer at a time")
+        self._check_read(lo, hi, step, count)
         try:
-            out = self._data[lo:hi:step] if count else np.empty((0, *self._data.shape[1:]), self.dtype)
-        except (OSError, ValueError, RuntimeError, TypeError) as exc:
+            out = _rows(self._data, lo, hi, step, count) if count else np.empty((0, *self._stored_frame), self.dtype)
+        except Exception as exc:  # h5py and the decompressors raise many kinds on damaged data
             raise ReadError(f"{self.full_name!r}: frames {lo}:{hi} cannot be read: {_reason(exc)}") from None
+        if out.shape != (count, *self._stored_frame):
+            raise ReadError(f"{self.full_name!r}: frames {lo}:{hi} read as shape {out.shape}, expected "
+                            f"{(count, *self._stored_frame)}")
+        if out.dtype.metadata:  # h5py's enum types: their integers, without the names
+            out = out.view(self._dtype)
         if reverse:
             out = np.ascontiguousarray(out[::-1])
         result: npt.NDArray[Any] = out.reshape((count,)) if self._scalar else out
         return result
+
+    def _check_read(self, lo: int, hi: int, step: int, count: int) -> None:
+        """Refuse a read that would allocate more than :data:`MAX_READ_BYTES`, touch more
+        than :data:`MAX_READ_CHUNKS` chunks, or decompress chunks larger than
+        :data:`MAX_CHUNK_BYTES` (guards against absurd shapes in hostile files)."""
+        if count * self._frame_bytes > MAX_READ_BYTES:
+            raise ReadError(f"{self.full_name!r}: reading {count} frames would take "
+                            f"{count * self._frame_bytes / 2**30:.1f} GiB; read fewer at a time")
+        if self._chunks is None or not count:
+            return
+        chunk_bytes = self._dtype.itemsize * math.prod(self._chunks)
+        if chunk_bytes > MAX_CHUNK_BYTES:
+            raise ReadError(f"{self.full_name!r}: its chunks of {self._chunks} hold {chunk_bytes / 2**20:.0f} MiB "
+                            f"each, more than the {MAX_CHUNK_BYTES >> 20} MiB this reader decompresses")
+        touched = _chunks_touched(self._chunks, self._stored_frame, lo, hi, count)
+        if touched > MAX_READ_CHUNKS:
+            raise ReadError(f"{self.full_name!r}: reading {count} frames would touch {touched:,} chunks "
+                            f"of {self._chunks}; read fewer at a time")
 
     def _read_times(self, key: int | slice) -> Any:
         if isinstance(key, int | np.integer):
@@ -207,13 +238,18 @@ class ChannelReader:
         if not isinstance(key, slice):
             raise TypeError(f"{self.full_name!r}: index timestamps with an int or a slice, got {type(key).__name__}")
         lo, hi, step, reverse, count = _span(key, self._length)
+        if count * 8 > MAX_READ_BYTES:
+            raise ReadError(f"{self.full_name!r}: reading {count} timestamps would take "
+                            f"{count * 8 / 2**30:.1f} GiB; read fewer at a time")
         if self._time is None or not count:
             return np.full(count, np.nan)
-        if count * 8 > MAX_READ_BYTES:
-            raise ReadError(f"{self.full_name!r}: reading {count} timestamps at once is refused; read fewer")
+        chunks = self._time.chunks
+        if chunks is not None and _chunks_touched(tuple(chunks), (), lo, hi, count) > MAX_READ_CHUNKS:
+            raise ReadError(f"{self.full_name!r}: reading {count} timestamps would touch more than "
+                            f"{MAX_READ_CHUNKS:,} chunks of {tuple(chunks)}; read fewer at a time")
         try:
-            times = np.asarray(self._time[lo:hi:step], dtype=np.float64)
-        except (OSError, ValueError, RuntimeError, TypeError) as exc:
+            times = np.asarray(_rows(self._time, lo, hi, step, count), dtype=np.float64)
+        except Exception as exc:  # as for frames
             raise ReadError(f"{self.full_name!r}: timestamps {lo}:{hi} cannot be read: {_reason(exc)}") from None
         if times.shape != (count,):
             raise ReadError(f"{self.full_name!r}: its time axis {self.time_axis_path!r} has shape "
@@ -280,8 +316,7 @@ class ChannelReader:
         writing = self._run._refresh()
         if self._length <= position:
             return None, writing
-        frame_bytes = max(1, self.dtype.itemsize * math.prod(self._data.shape[1:]))
-        stop = min(self._length, position + max(1, (64 * 2**20) // frame_bytes))  # at most ~64 MiB a block
+        stop = min(self._length, position + max(1, (64 * 2**20) // max(1, self._frame_bytes)))  # ~64 MiB a block
         return FrameBlock(position, self._read(slice(position, stop)), self._read_times(slice(position, stop))), True
 
     # ------------------------------------------------------------------ export and plots
@@ -318,6 +353,48 @@ def _span(key: slice, length: int) -> tuple[int, int, int, bool, int]:
     return picked[-1], picked[0] + 1, -picked.step, True, count
 
 
+def _plain(dtype: Any) -> np.dtype[Any]:
+    """A numpy dtype without h5py's metadata (an enum's names): numpy cannot save those."""
+    plain: np.dtype[Any] = np.dtype(dtype)
+    return np.dtype(plain.str) if plain.metadata else plain
+
+
+def _chunks_touched(chunks: tuple[int, ...], frame: tuple[int, ...], lo: int, hi: int, count: int) -> int:
+    """How many chunks a read of ``count`` frames from ``lo`` to ``hi`` touches."""
+    rows = min(count, (hi - 1) // chunks[0] - lo // chunks[0] + 1)
+    return rows * math.prod(-(-n // c) for n, c in zip(frame, chunks[1:], strict=False))
+
+
+def _rows(dset: Any, lo: int, hi: int, step: int, count: int) -> npt.NDArray[Any]:
+    """Rows ``lo:hi:step`` of a dataset. HDF5 walks every chunk between the first and
+    the last row of a strided selection, stored or not, so rows further apart than a
+    chunk are read one at a time (each costs one chunk)."""
+    chunks = getattr(dset, "chunks", None)
+    if step == 1 or not chunks or step < chunks[0]:
+        rows: npt.NDArray[Any] = np.asarray(dset[lo:hi:step])
+        return rows
+    first = np.asarray(dset[lo:lo + 1])
+    out = np.empty((count, *first.shape[1:]), dtype=first.dtype)
+    out[0] = first[0]
+    for j, i in enumerate(range(lo + step, hi, step), start=1):
+        out[j] = dset[i:i + 1][0]
+    return out
+
+
+def _compression(data: Any) -> str | None:
+    """What streamsave recorded about the chunks' compression, else the HDF5 filters."""
+    recorded = text(attr(data, "compression"))
+    if recorded and recorded != "none":
+        return recorded
+    data = getattr(data, "dataset", data)  # a snapshot seen as one frame: its dataset
+    try:
+        if data.chunks is None or not data.id.get_create_plist().get_nfilters():
+            return None
+    except (OSError, ValueError, RuntimeError, TypeError, AttributeError):
+        return None
+    return str(data.compression or "hdf5 filter")
+
+
 def _reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -327,11 +404,12 @@ def axis_from_node(node: h5py.Dataset, size: int) -> Axis | None:
     label = text(attr(node, "label")) or text(attr(node, "TITLE")) or node.name.rsplit("/", 1)[-1]
     units = text(attr(node, "units")) or ""
     try:
-        values = np.asarray(node[()]) if node.ndim == 1 and node.shape[0] == size else None
-    except (OSError, ValueError, RuntimeError):
+        fits = node.ndim == 1 and node.shape[0] == size <= MAX_AXIS_VALUES and node.dtype.kind in "iuf"
+        values = np.asarray(node[()]) if fits else None
+    except Exception:  # a damaged axis: described without its values
         values = None
     try:
-        if values is not None and values.dtype.kind in "iuf" and values.size:
+        if values is not None and values.size:
             return Axis(label or "axis", units=units, values=values)
         offset, scale = envelope(attr(node, "offset")), envelope(attr(node, "scaling"))
         return Axis(label or "axis", units=units,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from ._errors import ConfigError
+from ._errors import ConfigError, ReadError
 
 if TYPE_CHECKING:
     from ._channel_reader import ChannelReader
@@ -44,6 +44,8 @@ def plot(channel: ChannelReader, path: str | os.PathLike[str], *, frame: int | N
         if not channel.frame_shape:
             times = np.asarray(channel.timestamps[:])
             values = channel[:]
+            if np.iscomplexobj(values):
+                values, value_label = np.abs(values), f"|{value_label}|"
             x = times - times[0] if np.all(np.isfinite(times)) else np.arange(n)
             ax.plot(x, values, marker="o" if n == 1 else None)
             ax.set_xlabel("time since the first frame (s)")
@@ -57,7 +59,9 @@ def plot(channel: ChannelReader, path: str | os.PathLike[str], *, frame: int | N
                 index = 0 if frame is None else frame
                 image = channel[index]
                 what = f"frame {index}"
-            _draw(ax, fig, channel, image, value_label)
+            if np.iscomplexobj(image):
+                image, value_label = np.abs(image), f"|{value_label}|"
+            _draw(ax, fig, channel, np.asarray(image, dtype=np.float64), value_label)
             ax.set_title(f"{channel.full_name}, {what}")
         fig.tight_layout()
         fig.savefig(out, format="png")
@@ -66,8 +70,17 @@ def plot(channel: ChannelReader, path: str | os.PathLike[str], *, frame: int | N
     return out
 
 
+#: the most bytes ``mean=True`` reads (in blocks of 64 MiB)
+MAX_MEAN_BYTES: Final = 64 * 2**30
+
+
 def _mean(channel: ChannelReader) -> Any:
-    total = np.zeros(channel.frame_shape, dtype=np.float64)
+    frame_bytes = channel.dtype.itemsize * int(np.prod(channel.frame_shape))
+    if len(channel) * frame_bytes > MAX_MEAN_BYTES:
+        raise ReadError(f"{channel.full_name!r}: the mean of {len(channel):,} frames would read "
+                        f"{len(channel) * frame_bytes / 2**30:,.0f} GiB (at most {MAX_MEAN_BYTES >> 30} GiB): "
+                        "plot one frame, or export a range and average it")
+    total = np.zeros(channel.frame_shape, dtype=np.complex128 if channel.dtype.kind == "c" else np.float64)
     step = max(1, (64 * 2**20) // max(1, channel.dtype.itemsize * int(np.prod(channel.frame_shape))))
     for start in range(0, len(channel), step):
         total += channel[start:start + step].sum(axis=0, dtype=np.float64)

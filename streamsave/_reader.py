@@ -13,9 +13,13 @@ followed, and soft links are resolved only inside the file.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import ctypes
 import errno
+import itertools
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -32,6 +36,7 @@ from ._attrs import MAX_ATTR_TEXT, attr, envelope, settings_from_json, settings_
 from ._channel_reader import ChannelReader, axis_from_node
 from ._errors import ReadError
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING
+from ._spec import Axis
 
 __all__ = ("Run", "open_reader")
 
@@ -60,22 +65,93 @@ def open_reader(path: str | os.PathLike[str], *, swmr: bool | None = None) -> Ru
     if not is_hdf5:
         raise ReadError(f"{str(file_path)!r} is not an HDF5 file (it does not start with the HDF5 signature)")
     file, live = _open(file_path, swmr)
-    return Run(file_path, file, live=live)
+    try:
+        return Run(file_path, file, live=live)
+    except _H5_ERRORS as exc:  # a file too damaged to walk
+        file.close()
+        raise ReadError(f"{str(file_path)!r} cannot be read: {_first_line(exc)} (if its writer crashed, "
+                        "`streamsave recover` makes a readable copy)") from None
 
 
 def _open(path: Path, swmr: bool | None) -> tuple[h5py.File, bool]:
     attempts = [False, True] if swmr is None else [swmr]
     errors: list[str] = []
     for as_swmr in attempts:
+        if as_swmr:
+            _refuse_truncated(path)  # HDF5 does not check it for SWMR readers
         try:
-            return h5py.File(path, "r", swmr=as_swmr), as_swmr
-        except (OSError, ValueError) as exc:
+            if not as_swmr:
+                return h5py.File(path, "r"), False
+            flags = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
+            return h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=_swmr_access())), True
+        except _H5_ERRORS as exc:
             errors.append(_first_line(exc))
-    if any("already open for write" in e or "lock" in e for e in errors):
+            if "truncated file" in errors[-1]:
+                _refuse_truncated(path)
+    if any("already open for write" in e or "unable to lock" in e for e in errors):
         raise ReadError(f"{str(path)!r} is open for writing without SWMR, or its writer crashed before finishing: "
                         "wait until it is closed, or make a clean copy with `streamsave recover`")
     raise ReadError(f"{str(path)!r} cannot be opened: {errors[-1]} (if its writer crashed, `streamsave recover` "
                     "makes a readable copy)")
+
+
+#: how often an SWMR reader reads metadata whose checksum fails before giving up. A live
+#: writer's torn metadata is whole again within microseconds; HDF5's default (100, with
+#: doubling sleeps) makes a damaged or truncated file stall a reader for hours.
+_SWMR_READ_ATTEMPTS: Final = 20
+
+
+def _swmr_access() -> h5py.h5p.PropFAID:
+    """File access properties of an SWMR reader that gives up on bad metadata after
+    :data:`_SWMR_READ_ATTEMPTS` reads (h5py does not wrap the setting: it is called in
+    the HDF5 library h5py loaded)."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    with contextlib.suppress(OSError, AttributeError):
+        setter = ctypes.CDLL(h5py.h5p.__file__).H5Pset_metadata_read_attempts
+        setter.argtypes, setter.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
+        setter(fapl.id, _SWMR_READ_ATTEMPTS)
+    return fapl
+
+
+_SIGNATURE: Final = b"\x89HDF\r\n\x1a\n"
+#: how far an SWMR writer's file may end before the end its superblock records (space
+#: allocated at a flush and written just after it; measured: a few KiB)
+_SWMR_SLACK: Final = 1 << 20
+
+
+def _refuse_truncated(path: Path, slack: int = _SWMR_SLACK) -> None:
+    """Raise :class:`ReadError` if the file is shorter than its superblock says."""
+    size = path.stat().st_size
+    end = _recorded_end(path)
+    if end is not None and size + slack < end:
+        raise ReadError(f"{str(path)!r} is truncated: it has {size:,} bytes, but its HDF5 superblock says it "
+                        f"ends at {end:,} (an incomplete copy, or a full disk?)")
+
+
+def _recorded_end(path: Path) -> int | None:
+    """Where the superblock says the file ends (its end-of-file address), or ``None`` if
+    it cannot tell. The superblock is at 0, 512, 1024, 2048, ... bytes."""
+    with open(path, "rb") as fh:
+        offset = 0
+        while True:
+            fh.seek(offset)
+            head = fh.read(96)
+            if len(head) < 48:
+                return None
+            if head[:8] == _SIGNATURE:
+                break
+            offset = 512 if offset == 0 else offset * 2
+    version = head[8]
+    if version >= 2:
+        width, at = head[9], 12
+    elif version in (0, 1):
+        width, at = head[13], 24 if version == 0 else 28
+    else:
+        return None
+    if width not in (2, 4, 8) or at + 3 * width > len(head):
+        return None
+    eof = int.from_bytes(head[at + 2 * width:at + 3 * width], "little")
+    return None if eof == (1 << (8 * width)) - 1 else eof  # HDF5 compares it with the file size as it is
 
 
 def _held_for_writing(file: h5py.File) -> bool:
@@ -85,16 +161,6 @@ def _held_for_writing(file: h5py.File) -> bool:
         return bool(file.id.get_intent() & h5py.h5f.ACC_RDWR)
     except (OSError, ValueError, RuntimeError):
         return False
-
-
-def _member_at(file: h5py.File, path: str) -> Any:
-    """The node at an absolute ``path`` reached through hard links only, or ``None``."""
-    node: Any = file
-    for part in path.strip("/").split("/"):
-        if not isinstance(node, h5py.Group):
-            return None
-        node = _member(node, part)
-    return node
 
 
 def _first_line(exc: BaseException) -> str:
@@ -123,8 +189,7 @@ class Run:
         # what the journal says its last flush made durable is whole
         self._unclosed = self.live or self._flag() is not False
         self._read_journal()
-        raw = file.get("RawData", getlink=True)
-        self._is_streamsave = isinstance(raw, h5py.HardLink) and isinstance(file.get("RawData"), h5py.Group)
+        self._is_streamsave = isinstance(_member_at(file, "/RawData"), h5py.Group)
         self.channels: Mapping[str, ChannelReader] = self._discover()
 
     # ------------------------------------------------------------------ context and text
@@ -223,41 +288,53 @@ class Run:
 
     # ------------------------------------------------------------------ discovery
     def _discover(self) -> dict[str, ChannelReader]:
+        walk = _Walk()
         found: dict[str, ChannelReader] = {}
-        raw = self._file.get("RawData")
+        raw = walk.member(self._file, "RawData")
         if self._is_streamsave and isinstance(raw, h5py.Group):
-            for det in _groups(raw):
-                for dim in _groups(det):
-                    if dim.name.rsplit("/", 1)[-1] not in _DIM_GROUPS:
+            for det in walk.groups(raw):
+                settings = _settings(walk, det)
+                for dim in walk.groups(det):
+                    if _basename(dim) not in _DIM_GROUPS:
                         continue
-                    for ch in _groups(dim):
-                        reader = self._channel(det, dim, ch)
-                        if reader is not None:
-                            key = reader.full_name
-                            if key in found:  # two channels with one title: tell them apart
-                                key = f"{key} ({ch.name.rsplit('/', 1)[-1]})"
-                                reader.full_name = key
-                            found[key] = reader
-        if not found:
-            for dset in _datasets(self._file):
-                key = dset.name.lstrip("/")
-                found[key] = ChannelReader(self, key=key, detector="", name=key, data=dset, time=None, axes=(),
-                                           settings={}, scalar=False, journal_column=None)
+                    for ch in walk.groups(dim):
+                        reader = self._channel(walk, det, dim, ch, settings)
+                        if reader is None:
+                            continue
+                        key = reader.full_name
+                        if key in found:  # two channels with one title: tell them apart
+                            key = reader.full_name = f"{key} ({_basename(ch)})"
+                        found.setdefault(key, reader)
+        if not found:  # any other file: one channel per dataset
+            for key, dset in _Walk().datasets(self._file):
+                with contextlib.suppress(*_H5_ERRORS):
+                    found[key] = ChannelReader(self, key=key, detector="", name=key, data=dset, time=None,
+                                               axes=(), settings={}, scalar=False, journal_column=None)
         return found
 
-    def _channel(self, det: h5py.Group, dim: h5py.Group, ch: h5py.Group) -> ChannelReader | None:
-        signal = text(attr(ch, "signal")) or ""
-        names = [signal] if signal else []
-        names += [k for k in ("EnlData00", "Data00") if k not in names]
-        data = next((node for k in names if isinstance(node := _member(ch, k), h5py.Dataset)), None)
-        if data is None or data.ndim < 1:
+    def _channel(self, walk: _Walk, det: h5py.Group, dim: h5py.Group, ch: h5py.Group,
+                 settings: dict[str, Any]) -> ChannelReader | None:
+        try:
+            return self._make_channel(walk, det, dim, ch, settings)
+        except _H5_ERRORS:  # a damaged or hostile node: not a channel
             return None
-        enlargeable = data.name.rsplit("/", 1)[-1].startswith("Enl")
-        scalar = dim.name.endswith("Data0D") and data.shape[1:] == (1,)
+
+    def _make_channel(self, walk: _Walk, det: h5py.Group, dim: h5py.Group, ch: h5py.Group,
+                      settings: dict[str, Any]) -> ChannelReader | None:
+        signal = text(attr(ch, "signal")) or ""
+        names = [signal] if signal and "/" not in signal else []
+        names += [k for k in ("EnlData00", "Data00") if k not in names]
+        key, data = next(((k, node) for k in names if _is_data(node := walk.member(ch, k))), ("", None))
+        if data is None:
+            return None
+        enlargeable = key.startswith("Enl") or (data.maxshape[0] is None)
+        if not enlargeable and _nbytes(data) > MAX_SNAPSHOT_BYTES:
+            return None  # a snapshot (one frame) larger than any read may be
+        scalar = _basename(dim) == "Data0D" and enlargeable and data.shape[1:] == (1,)
         time, axes = None, []
-        for key in sorted(ch):
-            node = _member(ch, key)
-            if not isinstance(node, h5py.Dataset) or node is data or text(attr(node, "data_type")) != "axis":
+        for name in walk.names(ch):
+            node = walk.member(ch, name)
+            if not isinstance(node, h5py.Dataset) or node == data or text(attr(node, "data_type")) != "axis":
                 continue
             index = envelope(attr(node, "index"))
             if text(attr(node, "label")) == "time" and (index == 0 or index is None) and enlargeable:
@@ -266,36 +343,42 @@ class Run:
             if isinstance(index, int) and not isinstance(index, bool):
                 axes.append((index, node))
         if time is None and enlargeable:  # PyMoDAQ: one time axis per detector, in NavAxes
-            nav = _member(det, "NavAxes")
+            nav = walk.member(det, "NavAxes")
             if isinstance(nav, h5py.Group):
-                time = next((n for k in sorted(nav) if isinstance(n := _member(nav, k), h5py.Dataset)
+                time = next((n for k in walk.names(nav) if isinstance(n := walk.member(nav, k), h5py.Dataset)
                              and text(attr(n, "label")) == "time" and n.ndim == 1), None)
         frame_shape = () if scalar else tuple(data.shape[1:] if enlargeable else data.shape)
-        axis_objs = []
+        axis_objs: list[Axis] = []
         for index, node in sorted(axes, key=lambda pair: pair[0]):
             dim_index = index - 1 if enlargeable else index
-            if 0 <= dim_index < len(frame_shape):
+            if 0 <= dim_index < len(frame_shape) and dim_index == len(axis_objs):  # in order, no gaps
                 axis = axis_from_node(node, frame_shape[dim_index])
                 if axis is not None:
                     axis_objs.append(axis)
-        detector = text(attr(det, "TITLE")) or det.name.rsplit("/", 1)[-1]
-        name = text(attr(ch, "TITLE")) or ch.name.rsplit("/", 1)[-1]
-        settings = settings_from_json(attr(det, "params_json")) or settings_from_xml(attr(det, "settings")) or {}
+        detector = text(attr(det, "TITLE")) or _basename(det)
+        name = text(attr(ch, "TITLE")) or _basename(ch)
         column = self._journal_columns.index(data.name) if data.name in self._journal_columns else None
-        if not enlargeable:  # a PyMoDAQ snapshot (Data00): one frame
-            data_view = data
-            return ChannelReader(self, key=f"{detector}/{name}", detector=detector, name=name,
-                                 data=_OneFrame(data_view), time=None, axes=tuple(axis_objs), settings=settings,
-                                 scalar=False, journal_column=None)
-        return ChannelReader(self, key=f"{detector}/{name}", detector=detector, name=name, data=data, time=time,
-                             axes=tuple(axis_objs), settings=settings, scalar=scalar, journal_column=column)
+        return ChannelReader(self, key=f"{detector}/{name}", detector=detector, name=name,
+                             data=data if enlargeable else _OneFrame(data), time=time, axes=tuple(axis_objs),
+                             settings=settings, scalar=scalar, journal_column=column if enlargeable else None)
+
+
+#: the errors h5py raises on a damaged or hostile file (besides its own OSError subclasses)
+_H5_ERRORS: Final = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, RecursionError,
+                     AttributeError, OverflowError, UnicodeError)
+#: the most bytes a snapshot (PyMoDAQ's ``Data00``, read whole as one frame) may hold
+MAX_SNAPSHOT_BYTES: Final = 1 << 30
+#: settings stored in a dataset larger than this are not read
+_MAX_SETTINGS_BYTES: Final = 16 << 20
+#: soft links followed one after another at most (HDF5's own limit)
+_MAX_SOFT_LINKS: Final = 16
 
 
 class _OneFrame:
     """A fixed dataset seen as a channel of one frame (PyMoDAQ's ``Data00``)."""
 
     def __init__(self, dset: h5py.Dataset) -> None:
-        self._dset = dset
+        self._dset = self.dataset = dset
         self.name = dset.name
         self.dtype = dset.dtype
         self.chunks = None
@@ -318,53 +401,116 @@ class _OneFrame:
         pass
 
 
-def _member(group: h5py.Group, key: str) -> Any:
-    """A member of ``group`` through a hard link only (external links are not followed;
-    soft links only when they stay in the file), or ``None``."""
-    try:
-        link = group.get(key, getlink=True)
-        if isinstance(link, h5py.ExternalLink) or link is None:
-            return None
-        node = group.get(key)
-    except (OSError, KeyError, ValueError, RuntimeError, RecursionError):
-        return None
-    if isinstance(node, h5py.Dataset) and node.is_virtual:
-        return None  # its data lives in other files: not followed
-    return node
+def _basename(node: Any) -> str:
+    return str(node.name or "").rsplit("/", 1)[-1]
 
 
-def _groups(parent: h5py.Group) -> Iterator[h5py.Group]:
-    try:
-        keys = sorted(parent)[:_MAX_NODES]
-    except (OSError, RuntimeError):
-        return
-    for key in keys:
-        node = _member(parent, key)
-        if isinstance(node, h5py.Group):
-            yield node
+def _nbytes(dset: h5py.Dataset) -> int:
+    return int(dset.dtype.itemsize) * math.prod(int(n) for n in dset.shape)
 
 
-def _datasets(file: h5py.File) -> Iterator[h5py.Dataset]:
-    """Every dataset with at least one dimension, reached by hard links, breadth first."""
-    seen: set[Any] = set()
-    queue: list[h5py.Group] = [file]
-    count = 0
-    while queue and count < _MAX_NODES:
-        group = queue.pop(0)
+def _is_data(node: Any) -> bool:
+    """A dataset that can hold frames: numbers or booleans, at least one dimension."""
+    return isinstance(node, h5py.Dataset) and node.shape is not None and node.ndim >= 1 and \
+        node.dtype.kind in "biufc" and node.dtype.subdtype is None
+
+
+def _settings(walk: _Walk, det: h5py.Group) -> dict[str, Any]:
+    """A detector's settings: ``params_json``, the dataset it names when they were too
+    large for an attribute, or PyMoDAQ's XML; ``{}`` if none of them is usable."""
+    blob = text(attr(det, "params_dataset"))
+    if blob and "/" not in blob:
+        node = walk.member(det, blob)
+        if isinstance(node, h5py.Dataset) and node.dtype == np.uint8 and node.ndim == 1 \
+                and node.shape[0] <= _MAX_SETTINGS_BYTES:
+            with contextlib.suppress(*_H5_ERRORS):
+                found = settings_from_json(bytes(np.asarray(node[()])).decode("utf-8"), limit=_MAX_SETTINGS_BYTES)
+                if found is not None:
+                    return found
+    return settings_from_json(attr(det, "params_json")) or settings_from_xml(attr(det, "settings")) or {}
+
+
+class _Walk:
+    """Reads a file's tree without leaving it: hard links, and soft links that stay in
+    the file (at most :data:`_MAX_SOFT_LINKS` in a row); never external links, virtual
+    datasets or datasets whose data is stored in external files. Each group is walked
+    once (hard links can make cycles), and at most :data:`_MAX_NODES` members in all."""
+
+    def __init__(self) -> None:
+        self.budget = _MAX_NODES
+        self.seen: set[Any] = set()
+
+    def names(self, group: h5py.Group) -> list[str]:
+        """The names in ``group``, sorted (at most what is left of the budget)."""
         try:
-            keys = sorted(group)
-        except (OSError, RuntimeError):
-            continue
-        for key in keys:
+            return sorted(itertools.islice(iter(group), max(0, self.budget)))
+        except _H5_ERRORS:
+            return []
+
+    def member(self, group: h5py.Group, key: str, hops: int = 0) -> Any:
+        """``group[key]`` if it is inside the file, else ``None``."""
+        self.budget -= 1
+        if self.budget < 0 or not key or "/" in key:
+            return None
+        try:
             link = group.get(key, getlink=True)
-            if not isinstance(link, h5py.HardLink):
-                continue  # soft and external links: the target is reached by its own hard link, or not at all
-            node = _member(group, key)
-            count += 1
-            if isinstance(node, h5py.Group):
-                addr = h5py.h5o.get_info(node.id).addr if hasattr(h5py.h5o, "get_info") else node.name
-                if addr not in seen:
-                    seen.add(addr)
-                    queue.append(node)
-            elif isinstance(node, h5py.Dataset) and node.ndim >= 1 and node.dtype.kind in "biufc":
+            if isinstance(link, h5py.HardLink):
+                node = group.get(key)
+            elif isinstance(link, h5py.SoftLink) and hops < _MAX_SOFT_LINKS:
+                node = self._resolve(group, str(link.path), hops + 1)
+            else:
+                return None  # external and user-defined links are not followed
+            if isinstance(node, h5py.Dataset) and (node.is_virtual or node.id.get_create_plist().get_external_count()):
+                return None  # its data lives in other files: not followed
+        except _H5_ERRORS:
+            return None
+        return node
+
+    def _resolve(self, group: h5py.Group, path: str, hops: int) -> Any:
+        node: Any = group.file["/"] if path.startswith("/") else group
+        for part in path.split("/"):
+            if part in ("", "."):
+                continue
+            if not isinstance(node, h5py.Group):
+                return None
+            node = self.member(node, part, hops)
+        return node
+
+    def groups(self, parent: h5py.Group) -> Iterator[h5py.Group]:
+        """The groups in ``parent`` not walked before."""
+        for key in self.names(parent):
+            node = self.member(parent, key)
+            if isinstance(node, h5py.Group) and node not in self.seen:
+                self.seen.add(node)
                 yield node
+
+    def datasets(self, file: h5py.File) -> Iterator[tuple[str, h5py.Dataset]]:
+        """Every dataset that can hold frames, by its path, breadth first."""
+        queue: collections.deque[tuple[str, h5py.Group]] = collections.deque([("", file)])
+        self.seen.add(file["/"])
+        while queue and self.budget > 0:
+            prefix, group = queue.popleft()
+            for key in self.names(group):
+                try:  # hard links only: what a soft link reaches is listed under its own path
+                    hard = isinstance(group.get(key, getlink=True), h5py.HardLink)
+                except _H5_ERRORS:
+                    hard = False
+                node = self.member(group, key) if hard else None
+                if node is None or node in self.seen:
+                    continue
+                self.seen.add(node)
+                if isinstance(node, h5py.Group):
+                    queue.append((f"{prefix}{key}/", node))
+                elif _is_data(node):
+                    yield f"{prefix}{key}", node
+
+
+def _member_at(file: h5py.File, path: str) -> Any:
+    """The node at an absolute ``path``, inside the file, or ``None``."""
+    node: Any = file
+    walk = _Walk()
+    for part in path.strip("/").split("/"):
+        if not isinstance(node, h5py.Group):
+            return None
+        node = walk.member(node, part)
+    return node

@@ -49,9 +49,37 @@ def envelope(value: Any) -> object:
     if box is None:
         return None
     try:
-        return ast.literal_eval(box["data"])
+        return _literal(box["data"])
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
+
+
+#: numpy scalar types PyMoDAQ's envelopes name under numpy 2 (``"np.float64(0.5)"``)
+_NUMPY_SCALARS: Final = frozenset(
+    f"{kind}{bits}" for kind, sizes in (("float", (16, 32, 64)), ("int", (8, 16, 32, 64)),
+                                        ("uint", (8, 16, 32, 64)), ("complex", (64, 128))) for bits in sizes
+) | {"bool", "bool_", "str_", "bytes_"}
+
+
+def _literal(data: str) -> object:
+    """A Python literal, or one numpy scalar of a literal (``np.float64(0.5)``, as
+    numpy 2 prints them), as the plain Python value. Nothing is evaluated.
+
+    :raises ValueError: anything else.
+    """
+    try:
+        return ast.literal_eval(data)
+    except (ValueError, SyntaxError):
+        pass
+    call = ast.parse(data.strip(), mode="eval").body
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and len(call.args) == 1
+            and not call.keywords and isinstance(call.func.value, ast.Name)
+            and call.func.value.id in ("np", "numpy") and call.func.attr in _NUMPY_SCALARS):
+        raise ValueError(f"not a literal: {data[:80]!r}")
+    inner = ast.literal_eval(call.args[0])
+    if not isinstance(inner, int | float | complex | str | bytes):
+        raise ValueError(f"not a scalar literal: {data[:80]!r}")
+    return inner
 
 
 def _box(value: Any) -> dict[str, Any] | None:

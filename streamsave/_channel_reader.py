@@ -195,6 +195,7 @@ class ChannelReader:
         raise TypeError(f"{self.full_name!r}: index frames with an int or a slice, got {type(key).__name__}")
 
     def _read(self, key: slice) -> npt.NDArray[Any]:
+        self._run._check_open(repr(self.full_name))
         lo, hi, step, reverse, count = _span(key, self._length)
         self._check_read(lo, hi, step, count)
         try:
@@ -237,6 +238,7 @@ class ChannelReader:
             return float(self._read_times(slice(index, index + 1))[0])
         if not isinstance(key, slice):
             raise TypeError(f"{self.full_name!r}: index timestamps with an int or a slice, got {type(key).__name__}")
+        self._run._check_open(repr(self.full_name))
         lo, hi, step, reverse, count = _span(key, self._length)
         if count * 8 > MAX_READ_BYTES:
             raise ReadError(f"{self.full_name!r}: reading {count} timestamps would take "

@@ -115,8 +115,8 @@ def _swmr_access() -> h5py.h5p.PropFAID:
 
 _SIGNATURE: Final = b"\x89HDF\r\n\x1a\n"
 #: how far an SWMR writer's file may end before the end its superblock records (space
-#: allocated at a flush and written just after it; measured: a few KiB)
-_SWMR_SLACK: Final = 1 << 20
+#: HDF5 allocated before a flush and writes after it; measured during recordings: none)
+_SWMR_SLACK: Final = 64 << 10
 
 
 def _refuse_truncated(path: Path, slack: int = _SWMR_SLACK) -> None:
@@ -178,6 +178,8 @@ class Run:
         #: the file
         self.path = path
         self._file = file
+        #: :meth:`close` was called
+        self.closed = False
         #: a writer may still be adding frames: opened as an SWMR reader, or opened in the
         #: writer's own process (HDF5 shares the open file, which it holds for writing)
         self.live = live or _held_for_writing(file)
@@ -200,8 +202,15 @@ class Run:
         self.close()
 
     def close(self) -> None:
-        """Release the file (channels cannot read after this)."""
-        self._file.close()
+        """Release the file (channels cannot read after this: they raise
+        :class:`~streamsave.ReadError`). Closing twice is harmless."""
+        with self._lock:
+            self.closed = True
+            self._file.close()
+
+    def _check_open(self, what: str) -> None:
+        if self.closed:
+            raise ReadError(f"{what}: {str(self.path)!r} was closed (open it again with streamsave.open_reader)")
 
     def __repr__(self) -> str:
         return f"<Run {str(self.path)!r} channels={list(self.channels)}{' live' if self.live else ''}>"
@@ -222,7 +231,7 @@ class Run:
     @property
     def writing(self) -> bool:
         """A writer still has the file open (only known for streamsave's live files)."""
-        if not self.live:
+        if not self.live or self.closed:
             return False
         flag = self._flag()
         return True if flag is None else flag  # no flag yet, or unreadable: assume it still writes
@@ -247,6 +256,7 @@ class Run:
 
     def _refresh(self) -> bool:
         with self._lock:
+            self._check_open("refresh")
             if not self.live:
                 return False
             writing = self.writing

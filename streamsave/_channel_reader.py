@@ -182,7 +182,7 @@ class ChannelReader:
         self._length = max(0, n)
 
     def __getitem__(self, key: int | slice | Any) -> npt.NDArray[Any]:
-        if isinstance(key, tuple):
+        if isinstance(key, tuple | bool | np.bool_):
             raise TypeError(f"{self.full_name!r}: index frames with an int or a slice, got {key!r}")
         if isinstance(key, int | np.integer):
             index = int(key) + self._length if key < 0 else int(key)
@@ -231,6 +231,8 @@ class ChannelReader:
                             f"of {self._chunks}; read fewer at a time")
 
     def _read_times(self, key: int | slice) -> Any:
+        if isinstance(key, bool | np.bool_):
+            raise TypeError(f"{self.full_name!r}: index timestamps with an int or a slice, got {key!r}")
         if isinstance(key, int | np.integer):
             index = int(key) + self._length if key < 0 else int(key)
             if not 0 <= index < self._length:
@@ -296,6 +298,11 @@ class ChannelReader:
         """
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or poll_interval <= 0:
             raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
+        if idle_timeout is not None and (isinstance(idle_timeout, bool) or not isinstance(idle_timeout, int | float)
+                                         or not idle_timeout >= 0):
+            raise ValueError(f"idle_timeout must be None or a number of seconds >= 0, got {idle_timeout!r}")
+        if start is not None and (isinstance(start, bool) or not isinstance(start, int | np.integer) or start < 0):
+            raise ValueError(f"start must be None or a frame index >= 0, got {start!r}")
         position = 0 if start is None else int(start)
         idle = 0.0
         while True:

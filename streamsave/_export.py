@@ -28,6 +28,10 @@ def export(channel: ChannelReader, path: str | os.PathLike[str], *, frames: slic
                           f"{', '.join(FORMATS)}")
     if frames is not None and not isinstance(frames, slice):
         raise ConfigError(f"frames must be a slice (e.g. slice(0, 100)), got {frames!r}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"cannot export to {str(out)!r}: its directory {str(out.parent)!r} does not exist")
+    if out.is_dir():
+        raise ConfigError(f"cannot export to {str(out)!r}: it is a directory")
     if _same_file(out, channel._run.path):
         raise ConfigError(f"cannot export to {str(out)!r}: it is the source file being read")
     dims = len(channel.frame_shape)

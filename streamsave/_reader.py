@@ -58,6 +58,8 @@ def open_reader(path: str | os.PathLike[str], *, swmr: bool | None = None) -> Ru
         raise ReadError(errno.ENOENT, f"{str(file_path)!r} does not exist")
     if file_path.is_dir():
         raise ReadError(errno.EISDIR, f"{str(file_path)!r} is a directory, not an HDF5 file")
+    if not file_path.is_file():  # a FIFO would block the open, a device never end
+        raise ReadError(f"{str(file_path)!r} is not a regular file (a device, pipe or socket), not an HDF5 file")
     try:
         is_hdf5 = h5py.is_hdf5(file_path)
     except OSError as exc:

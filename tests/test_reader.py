@@ -161,7 +161,7 @@ def test_indexing_follows_numpy(closed_file: Path, name: str) -> None:
         for bad in (N, -N - 1, 10**12, -(10**12)):
             with pytest.raises(IndexError, match="out of range"):
                 ch[bad]
-        for wrong in ((0, 1), 1.5, "3", None):
+        for wrong in ((0, 1), 1.5, "3", None, True, np.bool_(False), [0, 1]):
             with pytest.raises(TypeError):
                 ch[wrong]
         with pytest.raises(ValueError):
@@ -242,9 +242,10 @@ def test_a_channel_without_frames(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- files being written
-async def test_a_file_being_written_in_this_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("swmr", [True, False])
+async def test_a_file_being_written_in_this_process(tmp_path: Path, swmr: bool) -> None:
     path = tmp_path / "live.h5"
-    async with streamsave.open_saver(path, flush_interval=3600, chunk_bytes=8 * 8 * 16) as saver:
+    async with streamsave.open_saver(path, flush_interval=3600, chunk_bytes=8 * 8 * 16, swmr=swmr) as saver:
         ch = saver.add_detector("S").add_channel("t", shape=(8,))
         for i in range(10):
             await ch.push(np.full(8, float(i)), timestamp=T0 + i)
@@ -461,6 +462,24 @@ async def test_follow_on_a_closed_file_yields_everything_then_ends(closed_file: 
             with pytest.raises(ValueError, match="poll_interval"):
                 async for _ in ch.follow(poll_interval=bad):  # type: ignore[arg-type]
                     pass
+        for options in ({"start": -1}, {"start": True}, {"start": 1.5}, {"idle_timeout": -1},
+                        {"idle_timeout": float("nan")}, {"idle_timeout": "1"}):
+            with pytest.raises(ValueError, match=r"start|idle_timeout"):
+                async for _ in ch.follow(**options):
+                    pass
+
+
+def test_a_closed_run_refuses_to_read(closed_file: Path) -> None:
+    run = streamsave.open_reader(closed_file)
+    ch = run.channels["Camera/image"]
+    run.close()
+    run.close()  # twice is harmless
+    assert run.closed and not run.writing
+    assert len(ch) == N and ch.frame_shape == IMAGE and "Camera/image" in str(run)  # what was read stays
+    for look in (lambda: ch[0], lambda: ch.timestamps[:3], lambda: ch.refresh(), lambda: run.refresh(),
+                 lambda: ch.between(0, T0 * 2)):
+        with pytest.raises(ReadError, match="was closed"):
+            look()
 
 
 # ---------------------------------------------------------------------- exports
@@ -537,6 +556,12 @@ def test_export_refuses_what_a_format_cannot_hold(closed_file: Path, tmp_path: P
             cam.export(tmp_path / "x.npy", frames=3)  # type: ignore[arg-type]
         with pytest.raises(streamsave.ConfigError, match="source"):
             cam.export(closed_file)  # the file being read
+        with pytest.raises(streamsave.ConfigError, match="does not exist"):
+            cam.export(tmp_path / "missing" / "x.npy")
+        (tmp_path / "adir.npy").mkdir()
+        with pytest.raises(streamsave.ConfigError, match="is a directory"):
+            cam.export(tmp_path / "adir.npy")
+        (tmp_path / "adir.npy").rmdir()
         assert not any(tmp_path.iterdir())  # nothing half-written
     with streamsave.open_reader(closed_file) as run:  # and the source is intact
         assert len(run.channels["Camera/image"]) == N
@@ -607,3 +632,30 @@ def test_plot_of_small_frames(tmp_path: Path) -> None:
         for key in ("D/column", "D/pixel", "D/short", "D/once"):
             out = run.channels[key].plot(tmp_path / f"{key.replace('/', '_')}.png")
             assert Path(out).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.xfail(raises=streamsave.StorageError, strict=True,
+                   reason="the writer reopens the file without SWMR at close to drop channels that never got a "
+                          "frame, which file locking refuses while an SWMR reader in another process has it open")
+async def test_a_reader_in_another_process_does_not_break_the_writers_close(tmp_path: Path) -> None:
+    path = tmp_path / "held.h5"
+    hold = ("import sys, streamsave\nrun = streamsave.open_reader(sys.argv[1])\nprint(len(run.channels['S/t']), "
+            "flush=True)\nsys.stdin.read()\n")
+    async with streamsave.open_saver(path, flush_interval=0.05) as saver:
+        ch = saver.add_detector("S").add_channel("t", shape=(4,))
+        saver.add_detector("Idle").add_channel("never")
+        await ch.push_many(np.zeros((10, 4)))
+        await saver.flush()
+        reader = await anyio.open_process([sys.executable, "-c", hold, str(path)], env=ENV)
+        try:
+            assert reader.stdout is not None and reader.stdin is not None
+            with anyio.fail_after(30):
+                assert (await reader.stdout.receive()).strip() == b"10"
+            await saver.aclose()  # the reader still has the file open
+        finally:
+            if reader.stdin is not None:
+                await reader.stdin.aclose()
+            with anyio.fail_after(30):
+                await reader.wait()
+    with streamsave.open_reader(path) as run:
+        assert list(run.channels) == ["S/t"]

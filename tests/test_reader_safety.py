@@ -147,6 +147,15 @@ def test_missing_path_directory_empty_file_and_random_bytes(tmp_path: Path) -> N
         streamsave.open_reader(tmp_path / "missing" / "deeper.h5")
 
 
+def test_pipes_and_devices_are_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    for path in (fifo, Path(os.devnull), Path("/dev/zero")):
+        if path.exists():
+            with pytest.raises(ReadError, match="not a regular file"):
+                streamsave.open_reader(path)
+
+
 # ---------------------------------------------------------------------- damaged files
 def test_truncated_files(sample: Path, tmp_path: Path) -> None:
     data = sample.read_bytes()

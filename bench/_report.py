@@ -61,6 +61,13 @@ TARGETS: Final[dict[str, Target]] = {
         f"{what}, flush_interval {interval}: MB/s with fsync='flush' / default (fsync at close)")
        for case, what, interval in (("2d_lz4_f1", "2D lz4", "1.0 s"), ("2d_lz4_f01", "2D lz4", "0.1 s"),
                                     ("1d_f1", "1D", "1.0 s"), ("1d_f01", "1D", "0.1 s"))},
+    # reading a streamsave file back (bench/_read.py): no limits, the figures decide
+    **{f"read_{reader}_vs_h5py_{mode}": Target(
+        f"read_{reader}_{mode}", "mb_per_s", f"read_h5py_{mode}", "mb_per_s",
+        f"2D lz4 read, {what}: {who} MB/s / h5py + hdf5plugin MB/s")
+       for reader, who in (("direct", "direct chunk read + blosc2 (2 threads)"),
+                           ("reader", "streamsave reader"))
+       for mode, what in (("random", "random single frames"), ("range", "ranges of 64 frames"))},
 }
 
 # slow sensor file size (bench/_filesize.py): entry -> what it is

@@ -27,6 +27,8 @@ from ._filesize import GROUP as SIZE_GROUP
 from ._filesize import SIZE_BENCHMARKS
 from ._probe import peak_rss_mib
 from ._pymodaq import PYMODAQ
+from ._read import GROUP as READ_GROUP
+from ._read import READ_BENCHMARKS
 from ._scenarios import GROUP, SCENARIOS, first_leaf, run_scenario
 from ._soak import run_soak
 
@@ -43,6 +45,8 @@ def registry() -> dict[str, tuple[str, Callable[[Ctx], Entry]]]:
         reg[name] = (GROUP, lambda ctx, name=name: run_scenario(name, ctx))  # type: ignore[misc]
     for name, fn in SIZE_BENCHMARKS.items():
         reg[name] = (SIZE_GROUP, fn)
+    for name, fn in READ_BENCHMARKS.items():
+        reg[name] = (READ_GROUP, fn)
     reg["soak_2d_lz4"] = ("soak", run_soak)
     return reg
 

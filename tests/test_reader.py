@@ -168,6 +168,36 @@ def test_indexing_follows_numpy(closed_file: Path, name: str) -> None:
             ch[::0]
 
 
+def test_reads_are_lazy(tmp_path: Path) -> None:
+    """A slice costs its frames, never the whole channel (50 MiB here)."""
+    import tracemalloc
+
+    path = tmp_path / "big.h5"
+    frames = 400
+
+    async def main() -> None:
+        async with streamsave.open_saver(path, compression="blosc2-lz4") as saver:
+            ch = saver.add_detector("Cam").add_channel("img", shape=(256, 256), dtype="uint16")
+            for i in range(frames):
+                await ch.push(np.full((256, 256), i, dtype=np.uint16), timestamp=T0 + i)
+
+    anyio.run(main)
+    with streamsave.open_reader(path) as run:
+        cam = run.channels["Cam/img"]
+        tracemalloc.start()
+        try:
+            for look in (lambda: cam[200:210], lambda: cam[-1], lambda: cam[::40], lambda: cam[::-100],
+                         lambda: cam.between(T0 + 100, T0 + 105), lambda: cam.timestamps[:],
+                         lambda: cam.export(tmp_path / "ten.npy", frames=slice(50, 60))):
+                tracemalloc.reset_peak()
+                look()
+                peak = tracemalloc.get_traced_memory()[1]
+                assert peak < 8 * 2**20, f"a read of a few frames took {peak / 2**20:.0f} MiB"
+        finally:
+            tracemalloc.stop()
+        assert cam.between(T0 + 100, T0 + 105).data[:, 0, 0].tolist() == [100, 101, 102, 103, 104]
+
+
 def test_timestamps_read_lazily_like_frames(closed_file: Path) -> None:
     times = T0 + np.arange(N) * DT
     with streamsave.open_reader(closed_file) as run:

@@ -625,3 +625,28 @@ def test_many_links_to_one_group_are_walked_once(tmp_path: Path) -> None:
     with streamsave.open_reader(path) as run:
         assert list(run.channels) == ["leaf/data"]
     assert time.perf_counter() - started < 10
+
+
+# ---------------------------------------------------------------------- odd but valid
+def test_a_file_without_datasets(tmp_path: Path) -> None:
+    path = tmp_path / "bare.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("a/b/c")
+        f.attrs["note"] = "nothing here"
+    with streamsave.open_reader(path) as run:
+        assert dict(run.channels) == {} and "(no channels)" in str(run) and not run.live
+
+
+def test_chunks_with_a_filter_nobody_has(tmp_path: Path) -> None:
+    path = tmp_path / "filter.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("x", shape=(8, 4), maxshape=(None, 4), chunks=(4, 4), dtype="f8",
+                             compression=32123, allow_unknown_filter=True)
+        d.id.write_direct_chunk((0, 0), np.arange(16.0).tobytes(), 0)
+        d.id.write_direct_chunk((4, 0), b"\x00" * 7, 0)  # too short for any chunk
+    with streamsave.open_reader(path) as run:
+        ch = run.channels["x"]
+        assert ch.compression is not None and len(ch) == 8
+        for key in (0, slice(None), 5):
+            with pytest.raises(ReadError, match="cannot be read"):
+                ch[key]

@@ -78,7 +78,8 @@ def _tiff(channel: ChannelReader, out: Path, data: Any) -> None:
         raise ConfigError("exporting to TIFF needs tifffile: pip install 'streamsave[export]'") from None
     if not len(data):
         raise ConfigError(f"no frames of {channel.full_name!r} to export: a TIFF stack needs at least one")
-    tifffile.imwrite(out, np.ascontiguousarray(data), metadata={"axes": "QYX"})
+    # grey levels always: left to guess, tifffile takes 3 or 4 frames (or 3-4 pixel wide ones) for RGB
+    tifffile.imwrite(out, np.ascontiguousarray(data), photometric="minisblack", metadata={"axes": "QYX"})
 
 
 def _hdf5(channel: ChannelReader, out: Path, data: Any, times: Any) -> None:

@@ -327,6 +327,10 @@ def _open_swmr_write(path: os.PathLike[str] | str) -> h5py.File:
     reader opens until ``h5clear`` is run; opened this way, SWMR readers still open it."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+    # SWMR readers in other processes may hold the file (that is what SWMR is for); HDF5's
+    # file lock would refuse this reopen while they do. The saver is the file's only writer.
+    with contextlib.suppress(AttributeError):
+        fapl.set_file_locking(False, True)
     fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, fapl=fapl)
     return h5py.File(fid)
 

@@ -90,9 +90,13 @@ def _open(path: Path, swmr: bool | None) -> tuple[h5py.File, bool]:
             errors.append(_first_line(exc))
             if "truncated file" in errors[-1]:
                 _refuse_truncated(path)
-    if any("already open for write" in e or "unable to lock" in e for e in errors):
-        raise ReadError(f"{str(path)!r} is open for writing without SWMR, or its writer crashed before finishing: "
-                        "wait until it is closed, or make a clean copy with `streamsave recover`")
+    if any("unable to lock" in e for e in errors):
+        raise ReadError(f"{str(path)!r} is open for writing by another program without SWMR (a streamsave "
+                        "saver lets SWMR readers in once its first frame is written; with swmr=False only once "
+                        "it is closed): try again later")
+    if any("already open for write" in e for e in errors):
+        raise ReadError(f"{str(path)!r} is marked as open for writing, but not for SWMR readers: its writer "
+                        "crashed, or still has it open without SWMR; make a clean copy with `streamsave recover`")
     raise ReadError(f"{str(path)!r} cannot be opened: {errors[-1]} (if its writer crashed, `streamsave recover` "
                     "makes a readable copy)")
 
@@ -185,6 +189,7 @@ class Run:
         #: a writer may still be adding frames: opened as an SWMR reader, or opened in the
         #: writer's own process (HDF5 shares the open file, which it holds for writing)
         self.live = live or _held_for_writing(file)
+        self._swmr = live
         self._limiter = anyio.CapacityLimiter(1)
         self._lock = threading.Lock()
         self._journal: np.ndarray[Any, Any] | None = None
@@ -218,7 +223,8 @@ class Run:
         return f"<Run {str(self.path)!r} channels={list(self.channels)}{' live' if self.live else ''}>"
 
     def __str__(self) -> str:
-        lines = [f"{self.path}{'  (being written: SWMR reader)' if self.writing else ''}"]
+        state = ("  (being written: SWMR reader)" if self._swmr else "  (being written)") if self.writing else ""
+        lines = [f"{self.path}{state}"]
         width = max([len(k) for k in self.channels] + [7])
         for key, ch in self.channels.items():
             shape = "scalar" if not ch.frame_shape else "x".join(map(str, ch.frame_shape))

@@ -573,6 +573,26 @@ def test_export_tiff_stack(closed_file: Path, tmp_path: Path, suffix: str) -> No
         np.testing.assert_array_equal(single.reshape(IMAGE), image(7))
 
 
+@pytest.mark.parametrize("shape", [(6, 3), (6, 4), (3, 6), (4, 4)])
+@pytest.mark.parametrize("count", [1, 3, 4])
+def test_export_tiff_never_takes_frames_for_colours(tmp_path: Path, shape: tuple[int, int], count: int) -> None:
+    """3 or 4 frames, or frames 3 or 4 pixels wide, stay grey frames (not RGB pages)."""
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "few.h5"
+    stack = np.arange(count * shape[0] * shape[1], dtype=np.uint16).reshape(count, *shape)
+
+    async def main() -> None:
+        async with streamsave.open_saver(path) as saver:
+            await saver.add_detector("D").add_channel("f", shape=shape, dtype="uint16").push_many(stack)
+
+    anyio.run(main)
+    with streamsave.open_reader(path) as run:
+        out = run.channels["D/f"].export(tmp_path / "few.tif")
+    with tifffile.TiffFile(out) as tif:
+        assert len(tif.pages) == count and all(p.photometric == tifffile.PHOTOMETRIC.MINISBLACK for p in tif.pages)
+        np.testing.assert_array_equal(tif.asarray().reshape(count, *shape), stack)
+
+
 def test_export_refuses_what_a_format_cannot_hold(closed_file: Path, tmp_path: Path) -> None:
     with streamsave.open_reader(closed_file) as run:
         cam, spec, temp = (run.channels[k] for k in CHANNELS)

@@ -20,6 +20,8 @@ import hdf5plugin  # noqa: F401  (the Blosc2 filter)
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import streamsave
 from streamsave import Axis, ReadError
@@ -196,6 +198,25 @@ def test_reads_are_lazy(tmp_path: Path) -> None:
         finally:
             tracemalloc.stop()
         assert cam.between(T0 + 100, T0 + 105).data[:, 0, 0].tolist() == [100, 101, 102, 103, 104]
+
+
+_BOUND = st.one_of(st.none(), st.integers(-2 * N, 2 * N))
+
+
+@settings(max_examples=150, deadline=None)
+@given(start=_BOUND, stop=_BOUND, step=st.one_of(st.none(), st.integers(-3 * N, 3 * N).filter(bool)),
+       name=st.sampled_from(CHANNELS))
+def test_any_slice_reads_as_numpy_would(files: dict[tuple[str | None, bool], Path], start: int | None,
+                                        stop: int | None, step: int | None, name: str) -> None:
+    key = slice(start, stop, step)
+    reference = expected(name, range(N))[key]
+    times = (T0 + np.arange(N) * DT)[key]
+    with streamsave.open_reader(files[("blosc2-lz4", True)]) as run:
+        ch = run.channels[name]
+        got = ch[key]
+        assert got.shape == reference.shape and got.dtype == reference.dtype
+        np.testing.assert_array_equal(got, reference)
+        np.testing.assert_array_equal(ch.timestamps[key], times)
 
 
 def test_timestamps_read_lazily_like_frames(closed_file: Path) -> None:

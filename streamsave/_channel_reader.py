@@ -282,7 +282,14 @@ class ChannelReader:
         first, last = int(picked[0]), int(picked[-1])
         if last - first + 1 == picked.size:
             return FrameBlock(first, self._read(slice(first, last + 1)), times[first:last + 1])
-        data = self._read(slice(first, last + 1))[picked - first]
+        if picked.size * self._frame_bytes > MAX_READ_BYTES:
+            raise ReadError(f"{self.full_name!r}: {picked.size} frames fall between {t0} and {t1}, "
+                            f"{picked.size * self._frame_bytes / 2**30:.1f} GiB; ask for a shorter time")
+        if (last - first + 1) * self._frame_bytes <= max(64 * 2**20, 2 * picked.size * self._frame_bytes):
+            data = self._read(slice(first, last + 1))[picked - first]
+        else:  # a few frames far apart (timestamps out of order): each run of them on its own
+            runs = np.split(picked, np.flatnonzero(np.diff(picked) != 1) + 1)
+            data = np.concatenate([self._read(slice(int(r[0]), int(r[-1]) + 1)) for r in runs])
         return FrameBlock(first, data, times[picked])
 
     async def follow(self, poll_interval: float = 0.1, *, start: int | None = None,
@@ -306,8 +313,7 @@ class ChannelReader:
         position = 0 if start is None else int(start)
         idle = 0.0
         while True:
-            block, writing = await anyio.to_thread.run_sync(self._next_block, position,
-                                                            limiter=self._run._limiter)
+            block, writing = await anyio.to_thread.run_sync(self._next_block, position)
             if block is not None:
                 position = block.start + len(block.data)
                 idle = 0.0

@@ -27,7 +27,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-import anyio
 import h5py
 import hdf5plugin  # noqa: F401  (the Blosc2 filter and the other codecs)
 import numpy as np
@@ -190,7 +189,6 @@ class Run:
         #: writer's own process (HDF5 shares the open file, which it holds for writing)
         self.live = live or _held_for_writing(file)
         self._swmr = live
-        self._limiter = anyio.CapacityLimiter(1)
         self._lock = threading.Lock()
         self._journal: np.ndarray[Any, Any] | None = None
         self._journal_columns: list[str] = []

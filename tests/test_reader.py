@@ -757,3 +757,42 @@ def test_a_recovered_copy_says_its_writer_closed_it(closed_file: Path, tmp_path:
     streamsave.recover(path, tmp_path / "clean.h5")
     with h5py.File(tmp_path / "clean.h5", "r") as f:
         assert f["streamsave/writing"][0] == 0
+
+
+def test_follow_under_asyncio_and_trio(closed_file: Path) -> None:
+    """One run, followed from two event loops in turn (each anyio backend)."""
+    with streamsave.open_reader(closed_file) as run:
+        ch = run.channels["Thermometer/T"]
+
+        async def frames() -> int:
+            return sum([len(block.data) async for block in ch.follow(poll_interval=0.01)])
+
+        assert anyio.run(frames) == N
+        assert anyio.run(frames, backend="trio") == N
+        assert anyio.run(frames) == N
+
+
+def test_between_reads_only_the_frames_it_returns(tmp_path: Path) -> None:
+    """Two frames at either end of a long channel whose timestamps are out of order."""
+    import tracemalloc
+
+    path = tmp_path / "far.h5"
+    frames = 300
+
+    async def main() -> None:
+        async with streamsave.open_saver(path, compression="blosc2-lz4") as saver:
+            ch = saver.add_detector("Cam").add_channel("img", shape=(256, 512), dtype="uint16")
+            for i in range(frames):
+                stamp = 0.0 if i in (0, frames - 1) else T0 + i
+                await ch.push(np.full((256, 512), i, dtype=np.uint16), timestamp=stamp)
+
+    anyio.run(main)
+    with streamsave.open_reader(path) as run:
+        tracemalloc.start()
+        try:
+            block = run.channels["Cam/img"].between(-1.0, 1.0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert block.start == 0 and block.data[:, 0, 0].tolist() == [0, frames - 1]
+    assert peak < 16 * 2**20, f"between() read {peak / 2**20:.0f} MiB for two frames"

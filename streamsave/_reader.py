@@ -7,8 +7,11 @@ writer is still recording is opened as an SWMR reader automatically, and
 ``refresh()`` shows what the writer has flushed since.
 
 Nothing in a file is executed: attribute envelopes are parsed as literals, settings
-XML by a parser that refuses entities, external links and virtual datasets are not
-followed, and soft links are resolved only inside the file.
+XML by a parser that refuses entities. Nothing outside the file is read: external
+links, virtual datasets and datasets stored in external files are not followed, and
+soft links are resolved only inside the file. Hostile shapes meet guards: each group
+is walked once, the walk has a budget, and reads refuse what would allocate or touch
+too much (see :mod:`streamsave._channel_reader`).
 """
 
 from __future__ import annotations
@@ -126,8 +129,10 @@ _SWMR_SLACK: Final = 64 << 10
 
 def _refuse_truncated(path: Path, slack: int = _SWMR_SLACK) -> None:
     """Raise :class:`ReadError` if the file is shorter than its superblock says."""
-    size = path.stat().st_size
-    end = _recorded_end(path)
+    try:
+        size, end = path.stat().st_size, _recorded_end(path)
+    except OSError:
+        return  # HDF5 says what is wrong when it opens it
     if end is not None and size + slack < end:
         raise ReadError(f"{str(path)!r} is truncated: it has {size:,} bytes, but its HDF5 superblock says it "
                         f"ends at {end:,} (an incomplete copy, or a full disk?)")

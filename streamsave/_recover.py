@@ -44,7 +44,7 @@ import hdf5plugin  # noqa: F401  (registers the Blosc2 filter: its chunks are co
 import numpy as np
 
 from ._errors import RecoveryError
-from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, Layout, _Detector, encode
+from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING, Layout, _Detector, encode
 from .backends import AttrValue, DatasetSpec
 from .backends.h5py import H5pyBackend
 
@@ -426,6 +426,9 @@ def _write(file: h5py.File, tmp: Path, plans: list[_Plan], unreadable: dict[str,
         out = backend.file
         _copy_attrs(file, out)
         _copy_group(file, out, lengths, {}, unreadable)
+        writing = out.get(JOURNAL_WRITING)
+        if isinstance(writing, h5py.Dataset) and writing.shape == (1,):
+            writing[0] = 0  # the copy is closed: readers must not wait for a writer
         empty = [p.group for p in plans if p.kept == 0]
         if empty:
             _adopt(backend, out).drop_empty(backend, empty)

@@ -746,8 +746,6 @@ def test_a_plain_file_its_writer_never_closed(closed_file: Path, tmp_path: Path)
         np.testing.assert_array_equal(run.channels["Thermometer/T"][:], np.arange(70.0))
 
 
-@pytest.mark.xfail(strict=True, reason="recover copies /streamsave/writing = 1 from a crashed file into its clean "
-                                       "copy (the reader does not take the copy for a live file, other tools may)")
 def test_a_recovered_copy_says_its_writer_closed_it(closed_file: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -37,6 +37,7 @@ import numpy as np
 from ._attrs import MAX_ATTR_TEXT, attr, envelope, settings_from_json, settings_from_xml, text
 from ._channel_reader import ChannelReader, axis_from_node
 from ._errors import ReadError
+from ._hdf5 import set_property
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING
 from ._spec import Axis
 
@@ -114,10 +115,7 @@ def _swmr_access() -> h5py.h5p.PropFAID:
     :data:`_SWMR_READ_ATTEMPTS` reads (h5py does not wrap the setting: it is called in
     the HDF5 library h5py loaded)."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    with contextlib.suppress(OSError, AttributeError):
-        setter = ctypes.CDLL(h5py.h5p.__file__).H5Pset_metadata_read_attempts
-        setter.argtypes, setter.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
-        setter(fapl.id, _SWMR_READ_ATTEMPTS)
+    set_property(fapl, "H5Pset_metadata_read_attempts", ctypes.c_uint, _SWMR_READ_ATTEMPTS)
     return fapl
 
 

@@ -27,7 +27,6 @@ one channel), and they are stored as given.
 
 from __future__ import annotations
 
-import ast
 import ctypes
 import itertools
 import json
@@ -43,7 +42,9 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the Blosc2 filter: its chunks are copied as stored)
 import numpy as np
 
+from ._attrs import attr, envelope
 from ._errors import RecoveryError
+from ._hdf5 import set_property
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING, Layout, _Detector, encode
 from .backends import AttrValue, DatasetSpec
 from .backends.h5py import H5pyBackend
@@ -193,10 +194,7 @@ def _read_once() -> h5py.h5p.PropFAID:
     otherwise retries 100 times with growing sleeps (for a live writer), stalling for minutes
     on a damaged file. h5py does not wrap this setting: it is called in h5py's HDF5 library."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    with suppress(OSError, AttributeError):
-        setter = ctypes.CDLL(h5py.h5p.__file__).H5Pset_metadata_read_attempts
-        setter.argtypes, setter.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
-        setter(fapl.id, 1)
+    set_property(fapl, "H5Pset_metadata_read_attempts", ctypes.c_uint, 1)
     return fapl
 
 
@@ -211,34 +209,13 @@ def _text(value: Any) -> str | None:
         value = bytes(value).decode("utf-8", "replace")
     if not isinstance(value, str):
         return None
-    literal = _envelope(value)
+    literal = envelope(value)
     return literal if isinstance(literal, str) else value
-
-
-def _envelope(value: Any) -> object:
-    """The value in PyMoDAQ's JSON envelope, parsed as a literal (never evaluated);
-    ``None`` if ``value`` is not such an envelope."""
-    if not isinstance(value, str) or not value.startswith("{"):
-        return None
-    try:
-        box = json.loads(value)
-        return ast.literal_eval(box["data"]) if isinstance(box, dict) and isinstance(box.get("data"), str) else None
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-
-
-def _attr(node: h5py.HLObject, key: str) -> Any:
-    """An attribute's value, or ``None`` when it is missing or cannot be read: a writer
-    killed mid-flush can leave an attribute pointing at heap space never written."""
-    try:
-        return node.attrs.get(key)
-    except OSError:
-        return None
 
 
 def _shape_attr(node: h5py.HLObject) -> tuple[int, ...] | None:
     """The ``shape`` attribute as a tuple of non-negative ints, or ``None``."""
-    shape = _envelope(_attr(node, "shape"))
+    shape = envelope(attr(node, "shape"))
     if isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape):
         return cast(tuple[int, ...], shape)
     return None

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -37,6 +36,7 @@ import hdf5plugin  # noqa: F401  (registers the Blosc2 filter with HDF5)
 import numpy as np
 import numpy.typing as npt
 
+from .._hdf5 import set_property
 from ._base import AttrValue, Backend, DatasetSpec
 
 __all__ = ("H5pyBackend",)
@@ -257,7 +257,7 @@ def _create_plain(path: os.PathLike[str] | str, mode: str) -> h5py.File:
     fcpl.set_obj_track_times(False)  # as h5py.File: no timestamps in object headers
     fcpl.set_file_space_strategy(h5py.h5f.FSPACE_STRATEGY_NONE, False, 1)
     if PLAIN_ISTORE_K is not None:
-        _set_property(fcpl, "H5Pset_istore_k", ctypes.c_uint, PLAIN_ISTORE_K)
+        set_property(fcpl, "H5Pset_istore_k", ctypes.c_uint, PLAIN_ISTORE_K)
     return h5py.File(h5py.h5f.create(os.fsencode(path), flags, fcpl=fcpl, fapl=_plain_fapl()))
 
 
@@ -275,7 +275,7 @@ def _plain_gcpl() -> h5py.h5p.PropGCID:
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
     gcpl.set_obj_track_times(False)
     if PLAIN_LOCAL_HEAP_SIZE_HINT is not None:
-        _set_property(gcpl, "H5Pset_local_heap_size_hint", ctypes.c_size_t, PLAIN_LOCAL_HEAP_SIZE_HINT)
+        set_property(gcpl, "H5Pset_local_heap_size_hint", ctypes.c_size_t, PLAIN_LOCAL_HEAP_SIZE_HINT)
     return gcpl
 
 
@@ -298,27 +298,6 @@ def _create_group(file: h5py.File, path: str, gcpl: h5py.h5p.PropGCID) -> h5py.G
         lcpl.set_char_encoding(cset)
         group = h5py.Group(h5py.h5g.create(group.id, name, lcpl=lcpl, gcpl=gcpl))
     return group
-
-
-@functools.cache
-def _hdf5_library() -> ctypes.CDLL | None:
-    """The HDF5 library h5py uses, for the few functions h5py does not wrap."""
-    try:
-        return ctypes.CDLL(h5py.h5p.__file__)
-    except OSError:
-        return None
-
-
-def _set_property(plist: h5py.h5p.PropID, function: str, value_type: Any, value: int) -> bool:
-    """Call HDF5's ``function(plist, value)``; False if it is missing or fails (the file
-    then only lacks that setting)."""
-    library = _hdf5_library()
-    with contextlib.suppress(OSError, AttributeError):
-        if library is not None:
-            setter = getattr(library, function)
-            setter.argtypes, setter.restype = [ctypes.c_int64, value_type], ctypes.c_int
-            return bool(setter(plist.id, value) >= 0)
-    return False
 
 
 def _open_swmr_write(path: os.PathLike[str] | str) -> h5py.File:

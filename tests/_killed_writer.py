@@ -1,11 +1,15 @@
 """A writer process for the crash tests: records 2D, 1D and 0D channels whose frame i
 holds the value i everywhere, flushes often, and prints the durable counts after
-each flush as one JSON line. The test kills it with SIGKILL."""
+each flush as one JSON line. The test kills it with SIGKILL (:func:`run_and_kill`)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 import numpy as np
@@ -28,6 +32,27 @@ async def main(path: str, swmr: bool, compression: str | None) -> None:
             if i % 25 == 0:
                 durable = await saver.flush()
                 print(json.dumps(durable), flush=True)
+
+
+def run_and_kill(path: Path, mode: str, compression: str, *, min_durable: int) -> dict[str, int]:
+    """Run this writer on ``path`` (``mode``: "swmr" or "plain"), SIGKILL it once every
+    channel has at least ``min_durable`` durable frames; returns the last durable counts."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, __file__, str(path), mode, compression],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    durable: dict[str, int] = {}
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            durable = json.loads(line)
+            if min(durable.values()) >= min_durable:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert durable and min(durable.values()) >= min_durable, err
+    return durable
 
 
 if __name__ == "__main__":

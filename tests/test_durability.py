@@ -4,9 +4,6 @@ it had reported durable readable and bit-exact."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,36 +13,15 @@ import numpy as np
 import pytest
 
 import streamsave
+from tests._killed_writer import run_and_kill
 from tests.conftest import channel_paths
-
-WRITER = Path(__file__).with_name("_killed_writer.py")
-ROOT = Path(__file__).parent.parent
-
-
-def _run_and_kill(path: Path, mode: str, compression: str, *, min_durable: int) -> dict[str, int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(WRITER), str(path), mode, compression],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    durable: dict[str, int] = {}
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            durable = json.loads(line)
-            if min(durable.values()) >= min_durable:
-                break
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, err
-    assert durable and min(durable.values()) >= min_durable, err
-    return durable
 
 
 @pytest.mark.parametrize("compression", ["none", "blosc2-lz4"])
 @pytest.mark.parametrize("mode", ["swmr", "plain"])
 def test_killed_writer_leaves_every_durable_frame(tmp_path: Path, mode: str, compression: str) -> None:
     path = tmp_path / "killed.h5"
-    durable = _run_and_kill(path, mode, compression, min_durable=300)
+    durable = run_and_kill(path, mode, compression, min_durable=300)
     with h5py.File(path, "r", swmr=(mode == "swmr")) as f:
         for name, group in channel_paths_swmr(path, mode == "swmr").items():
             data = f[group]["EnlData00"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,10 +25,10 @@ from hypothesis import strategies as st
 import streamsave
 from streamsave import Axis, ReadError
 from tests import _follow_writer
+from tests._killed_writer import run_and_kill
 
 ROOT: Final = Path(__file__).parent.parent
 FOLLOW_WRITER: Final = Path(__file__).with_name("_follow_writer.py")
-KILLED_WRITER: Final = Path(__file__).with_name("_killed_writer.py")
 ENV: Final = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 T0: Final = 1_700_000_000.0
@@ -383,23 +382,6 @@ def test_a_file_being_written_in_another_process(tmp_path: Path, stepper: _Stepp
 
 
 # ---------------------------------------------------------------------- crashed files
-def _kill_writer(path: Path, mode: str, compression: str, min_durable: int = 100) -> dict[str, int]:
-    proc = subprocess.Popen([sys.executable, str(KILLED_WRITER), str(path), mode, compression],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    durable: dict[str, int] = {}
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            durable = json.loads(line)
-            if min(durable.values()) >= min_durable:
-                break
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL and durable, err
-    return durable
-
-
 def _journal(path: Path) -> dict[str, int]:
     with h5py.File(path, "r", swmr=True) as f:
         columns = json.loads(f["streamsave"].attrs["channels"])
@@ -421,7 +403,7 @@ def _check_killed_frames(run: streamsave.Run, at_least: dict[str, int]) -> None:
 @pytest.mark.parametrize(("mode", "compression"), [("swmr", "none"), ("plain", "blosc2-lz4")])
 async def test_a_crashed_file_reads_its_durable_frames(tmp_path: Path, mode: str, compression: str) -> None:
     path = tmp_path / "killed.h5"
-    durable = _kill_writer(path, mode, compression)
+    durable = run_and_kill(path, mode, compression, min_durable=100)
     journal = _journal(path)
     if mode == "swmr":  # HDF5 refuses a plain reader: the error says what to do
         with pytest.raises(ReadError, match="streamsave recover"):

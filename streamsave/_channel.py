@@ -600,12 +600,6 @@ class Channel:
                 self._held -= release
                 self._wake_locked()
 
-    def _writer_discard(self, frames: int) -> None:
-        """Frames the writer took but will not store (an aborted close): room back."""
-        with self._lock:
-            self._held -= frames
-            self._wake_locked()
-
     def _writer_discard_queued(self) -> None:
         """Drop everything still queued (an aborted close ran out of time)."""
         with self._lock:

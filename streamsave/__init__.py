@@ -42,6 +42,8 @@ from ._events import (
 )
 from ._reader import Run, open_reader
 from ._recover import ChannelRecovery, RecoveryReport, recover
+from ._replay import Replay, ReplayItem, ReplayStatistics, replay
+from ._replay_into import ReplayReport, replay_into
 from ._saver import Saver, open_saver
 from ._spec import Axis, Compression, Overflow
 from ._stats import ChannelStatistics, OperationTiming, Progress, SaverStatistics
@@ -74,6 +76,10 @@ __all__ = (
     "ReadError",
     "RecoveryError",
     "RecoveryReport",
+    "Replay",
+    "ReplayItem",
+    "ReplayReport",
+    "ReplayStatistics",
     "Run",
     "Saver",
     "SaverClosedError",
@@ -90,6 +96,8 @@ __all__ = (
     "open_reader",
     "open_saver",
     "recover",
+    "replay",
+    "replay_into",
 )
 
 for _name in __all__:

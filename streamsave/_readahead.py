@@ -141,13 +141,14 @@ def _bound(value: float | datetime | None, origin: float, default: float) -> flo
 class _Source:
     """One channel, read block by block in the worker thread."""
 
-    def __init__(self, index: int, channel: ChannelReader, lo: float, hi: float, carry: float) -> None:
+    def __init__(self, index: int, channel: ChannelReader, lo: float, hi: float, carry: float, *,
+                 max_bytes: int, max_frames: int) -> None:
         self.index = index
         self.channel = channel
         self.lo, self.hi = lo, hi
         frame_bytes = channel.dtype.itemsize * math.prod(channel.frame_shape)
         self.frame_bytes = frame_bytes + FRAME_OVERHEAD
-        self.block_frames = max(1, BLOCK_BYTES // max(1, frame_bytes))
+        self.block_frames = max(1, min(max_frames, min(BLOCK_BYTES, max_bytes) // self.frame_bytes))
         self.pos = 0  # next frame of the file to look at
         self.times: npt.NDArray[np.float64] = np.empty(0)
         self.tbase = 0  # frame index of times[0]
@@ -224,6 +225,7 @@ class _Flight:
     high_water_bytes: int = 0
     high_water_frames: int = 0
     stopped: bool = False
+    abandoned: bool = False
 
 
 class ReadAhead:
@@ -272,6 +274,16 @@ class ReadAhead:
             self.flight.stopped = True
             self._cond.notify_all()
 
+    def abandon(self) -> None:
+        """Nobody will receive any more (the replay was closed or collected): stop the
+        worker and close the receiving end."""
+        with self._cond:
+            self.flight.stopped = self.flight.abandoned = True
+            self._cond.notify_all()
+        if self._thread is None:
+            self._send.close()
+        self.receive.close()
+
     async def wait_done(self) -> None:
         if self._done_async is not None and not self.done.is_set():
             await self._done_async.wait()
@@ -283,7 +295,12 @@ class ReadAhead:
 
     def _finish(self) -> None:
         self.done.set()
-        if self._waker is not None and self._done_async is not None:
+        with self._cond:
+            abandoned = self.flight.abandoned
+        if abandoned:  # the receiving end is closed: nothing on the loop side uses the stream any more
+            self._send.close()
+        elif self._waker is not None and self._done_async is not None:
+            self._waker.call(self._send.close)  # after the last message: the receiver drains what is left
             self._waker.call(self._done_async.set)
 
     def _run(self) -> None:
@@ -344,7 +361,8 @@ class ReadAhead:
         lo, hi = self._window.resolve(origin)
         self._deliver(Opened(tuple(_info(ch) for ch in picked), origin))
         carry = origin if math.isfinite(origin) else -math.inf
-        sources = [_Source(i, ch, lo, hi, carry) for i, ch in enumerate(picked)]
+        sources = [_Source(i, ch, lo, hi, carry, max_bytes=self._batch_bytes, max_frames=self._batch_frames)
+                   for i, ch in enumerate(picked)]
         self._merge(opened, sources)
 
     def _stopped(self) -> bool:

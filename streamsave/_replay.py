@@ -162,7 +162,7 @@ class Replay:
         self._ahead = ReadAhead(source, _channels(channels), window, follow=follow, poll_interval=poll,
                                 idle_timeout=idle, max_bytes=_count("prefetch_bytes", prefetch_bytes),
                                 max_frames=_count("prefetch_frames", prefetch_frames))
-        weakref.finalize(self, self._ahead.stop)
+        self._finalizer = weakref.finalize(self, self._ahead.abandon)
         self._state: Literal["new", "running", "finished", "closed"] = "new"
         self._infos: tuple[ChannelInfo, ...] = ()
         self._names: list[str] = []
@@ -223,7 +223,8 @@ class Replay:
         self._ahead.stop()
         with anyio.CancelScope(shield=True):
             await self._ahead.wait_done()
-        self._ahead.receive.close()
+            await anyio.lowlevel.checkpoint()  # the worker's last calls onto the loop (closing its end) run
+        self._finalizer()
 
     @property
     def channels(self) -> tuple[str, ...]:

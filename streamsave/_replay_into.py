@@ -11,6 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from ._channel import Channel
 from ._errors import ConfigError
 from ._readahead import ChannelInfo
@@ -62,6 +65,10 @@ def _source_compression(infos: Sequence[ChannelInfo]) -> Compression | None:
         return None
 
 
+def _same_file(src: Path, dst: Path) -> bool:
+    return os.path.abspath(src) == os.path.abspath(dst) or (dst.exists() and src.exists() and src.samefile(dst))
+
+
 def _declare(saver: Saver, infos: Sequence[ChannelInfo], chunk_frames: int | None) -> list[Channel]:
     """The source's detectors and channels, in its order, with their descriptions."""
     detectors: dict[str, Any] = {}
@@ -110,7 +117,7 @@ async def replay_into(source: str | os.PathLike[str], destination: str | os.Path
     :raises ~streamsave.StorageError: the destination cannot be written.
     """
     src, dst = Path(source), Path(destination)
-    if os.path.abspath(src) == os.path.abspath(dst) or (dst.exists() and src.exists() and src.samefile(dst)):
+    if await anyio.to_thread.run_sync(_same_file, src, dst):
         raise ConfigError(f"destination {str(dst)!r} is the source itself; write the copy to another file")
     frames = Replay(src, speed=speed, channels=channels, start=start, stop=stop, follow=follow)
     async with frames:

@@ -9,7 +9,11 @@ that produces frames at a fixed rate and pushes them into a
 * :func:`run_spectrometer`: 2048-pixel ``float64`` spectra over 400-800 nm with two
   emission lines, 100 spectra/s by default;
 * :func:`run_thermometer`: a ``float64`` temperature in kelvin near 293 K that drifts
-  slowly, 10 readings/s by default.
+  slowly, 10 readings/s by default;
+* :func:`run_recorded`: a replaying instrument, which pushes a recorded channel's
+  frames (``"Camera/image"`` by default) at the recorded rate, so a driver or a
+  pipeline can be tested against a real recording; :func:`add_recorded_instrument`
+  declares a channel like the recorded one.
 
 :func:`add_simulated_instruments` declares the three detectors and their channels on
 a saver (do it before the first push) and returns the channels.
@@ -28,9 +32,10 @@ nothing; the pool's frames are never modified, so pushing them by reference is s
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -38,6 +43,9 @@ import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
+from ._errors import ConfigError
+from ._reader import open_reader
+from ._replay import replay
 from ._spec import Axis
 
 if TYPE_CHECKING:
@@ -50,9 +58,11 @@ __all__ = (
     "THERMOMETER_RATE",
     "Instruments",
     "Pacer",
+    "add_recorded_instrument",
     "add_simulated_instruments",
     "camera_frames",
     "run_camera",
+    "run_recorded",
     "run_spectrometer",
     "run_thermometer",
     "spectrum_model",
@@ -293,4 +303,83 @@ async def run_thermometer(
                 drift += 0.001 * float(rng.standard_normal())
                 await channel.push(293.15 + drift + 0.005 * float(rng.standard_normal()), timestamp=float(t))
                 pushed += 1
+    return pushed
+
+
+def _describe(source: str | os.PathLike[str], recorded: str) -> dict[str, Any]:
+    with open_reader(source) as run:
+        if recorded not in run.channels:
+            raise ConfigError(f"recorded={recorded!r} is not a channel of {str(source)!r}; expected one of: "
+                              f"{', '.join(run.channels) or '(none)'}")
+        ch = run.channels[recorded]
+        return {"detector": ch.detector or "Recorded", "settings": ch.settings, "name": ch.name,
+                "shape": ch.frame_shape, "dtype": ch.dtype, "units": ch.units,
+                "label": "" if ch.label == ch.name else ch.label, "axes": ch.axes}
+
+
+async def add_recorded_instrument(saver: Saver, source: str | os.PathLike[str], *,
+                                  recorded: str = "Camera/image") -> Channel:
+    """Declare on ``saver`` a detector and channel like a recorded one (same detector
+    and channel names, settings, frame shape, dtype, units, label and axes), for
+    :func:`run_recorded` to push into. Reads the file's description in a worker
+    thread. Call it before anything is pushed, as :func:`add_simulated_instruments`.
+
+    :raises ~streamsave.ReadError: the file cannot be read.
+    :raises ~streamsave.ConfigError: ``recorded`` is not one of its channels.
+    """
+    found = await anyio.to_thread.run_sync(_describe, source, recorded)
+    detector = saver.add_detector(found["detector"], settings=found["settings"])
+    return detector.add_channel(found["name"], shape=found["shape"], dtype=found["dtype"], units=found["units"],
+                                label=found["label"], axes=found["axes"])
+
+
+async def run_recorded(
+    channel: Channel, source: str | os.PathLike[str], *, recorded: str = "Camera/image", speed: float = 1.0,
+    duration: float | None = None, frames: int | None = None, loop: bool = False,
+) -> int:
+    """Push a recorded channel's frames into ``channel`` at the recorded rate: a
+    replaying instrument with the simulated camera's interface (:func:`run_camera`).
+
+    Frames come from :func:`streamsave.replay` (read ahead in a worker thread, each
+    released when its recorded timestamp says, scaled by ``speed``) and are pushed
+    with ``await channel.push()``, so a full queue slows the instrument down
+    (backpressure) and the shortfall shows as late frames. Timestamps are those a
+    live instrument would give: the time the replay started plus the recorded time
+    since the first frame (divided by ``speed``), Unix epoch seconds.
+
+    :param channel: a channel whose frames match the recorded ones (from
+        :func:`add_recorded_instrument`, or declared by hand).
+    :param source: the recording.
+    :param recorded: the recorded channel, ``"Detector/channel"``.
+    :param speed: 1.0 is the recorded rate, 2.0 twice as fast.
+    :param duration: stop after this many seconds (a hard deadline, which also
+        interrupts a ``push`` waiting for room).
+    :param frames: stop after this many frames.
+    :param loop: start the recording again from its first frame when it ends (until
+        ``duration`` or ``frames``); otherwise stop at its end.
+    :returns: the number of frames pushed.
+    :raises ~streamsave.ConfigError: an invalid ``speed``, an unknown ``recorded``.
+    :raises ~streamsave.ReadError: the recording cannot be read.
+    :raises ~streamsave.StreamSaveError: what ``push`` raises (e.g. the saver closed,
+        or frames that do not match the channel).
+    """
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0 < speed < math.inf:
+        raise ConfigError(f"speed must be a positive number (1.0: the recorded rate), got {speed!r}")
+    if frames is not None and frames < 0:
+        raise ConfigError(f"frames must be a non-negative integer or None, got {frames!r}")
+    pushed = 0
+    scope = anyio.CancelScope(deadline=math.inf if duration is None else anyio.current_time() + duration)
+    with scope:
+        while frames is None or pushed < frames:
+            epoch, first = time.time(), math.nan
+            async with replay(source, speed=speed, channels=[recorded]) as items:
+                async for item in items:
+                    if math.isnan(first):
+                        first = item.timestamp
+                    await channel.push(item.data, timestamp=epoch + (item.timestamp - first) / speed)
+                    pushed += 1
+                    if frames is not None and pushed >= frames:
+                        break
+            if not loop or math.isnan(first):
+                break
     return pushed

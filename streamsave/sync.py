@@ -43,11 +43,14 @@ from ._errors import StreamSaveError
 from ._events import Event
 from ._events import Subscription as _AsyncSubscription
 from ._layout import ChannelPaths
+from ._replay import Replay, ReplayItem
+from ._replay_into import ReplayReport
+from ._replay_into import replay_into as _replay_into
 from ._saver import Saver as _AsyncSaver
 from ._spec import Axis, Overflow
 from ._stats import ChannelStatistics, Progress, SaverStatistics
 
-__all__ = ("Channel", "Detector", "Saver", "Subscription", "open_saver")
+__all__ = ("Channel", "Detector", "Saver", "Subscription", "open_saver", "replay", "replay_into")
 
 T = TypeVar("T")
 
@@ -388,3 +391,37 @@ def open_saver(path: str | os.PathLike[str], **options: Any) -> Iterator[Saver]:
                 saver.aclose(abort=True)
             raise
         saver.aclose()
+
+
+def replay(source: str | os.PathLike[str], **options: Any) -> Iterator[ReplayItem]:
+    """Blocking :func:`streamsave.replay`: same arguments, same errors; a blocking
+    iterator of :class:`~streamsave.ReplayItem` paced on its own event-loop thread.
+    Leaving the loop early (or calling the iterator's ``close()``) stops the replay.
+
+    Each item crosses from the loop thread to yours (tens of microseconds): use the
+    async API for tens of thousands of frames per second.
+
+    :raises ~streamsave.ConfigError: an invalid argument (at once).
+    """
+    frames = Replay(source, **options)
+    return _blocking_replay(frames)
+
+
+def _blocking_replay(frames: Replay) -> Generator[ReplayItem, None, None]:
+    with anyio.from_thread.start_blocking_portal() as portal:
+        try:
+            portal.call(frames.__aenter__)
+            while True:
+                try:
+                    item = portal.call(frames.__anext__)
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            portal.call(frames.aclose)
+
+
+def replay_into(source: str | os.PathLike[str], destination: str | os.PathLike[str], **options: Any) -> ReplayReport:
+    """Blocking :func:`streamsave.replay_into`: same arguments, same errors."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        return portal.call(partial(_replay_into, source, destination, **options))

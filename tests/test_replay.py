@@ -222,7 +222,7 @@ async def test_a_file_without_timestamps(tmp_path: Path) -> None:
         f["trace"] = np.arange(10.0)
     with pytest.raises(streamsave.ConfigError, match="no channel with timestamps"):
         await collect(path)
-    with pytest.raises(streamsave.ConfigError, match="'trace'.*has no timestamps"):
+    with pytest.raises(streamsave.ConfigError, match=r"'trace'.*has no timestamps"):
         await collect(path, channels=["trace"])
 
 

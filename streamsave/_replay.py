@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import weakref
 from collections.abc import Sequence
 from datetime import datetime
@@ -171,6 +172,7 @@ class Replay:
         self._next_segment = 0
         self._at = 0
         self._t0 = math.nan
+        self._started = math.nan
         self._key0 = math.nan
         self._last_checkpoint = -math.inf
         self._released: list[int] = []
@@ -316,7 +318,7 @@ class Replay:
             if isinstance(message, Batch):
                 self._batch, self._next_segment = message, 0
                 if math.isnan(self._t0):
-                    self._t0 = anyio.current_time()
+                    self._t0, self._started = anyio.current_time(), time.monotonic()
                     self._key0 = float(message.segments[0].keys[0])
             elif isinstance(message, Finished):
                 self._state = "finished"
@@ -380,7 +382,7 @@ class Replay:
         kept = self._lateness[:min(self._late_count, LATENESS_WINDOW)]
         p50, p99 = (float(v) for v in np.percentile(kept, [50, 99])) if kept.size else (0.0, 0.0)
         flight = self._ahead.flight
-        elapsed = anyio.current_time() - self._t0 if not math.isnan(self._t0) else 0.0
+        elapsed = time.monotonic() - self._started if not math.isnan(self._started) else 0.0
         return ReplayStatistics(
             frames_released=sum(self._released), frames_dropped=sum(self._dropped),
             channel_frames=dict(zip(self._names, self._released, strict=True)),

@@ -20,6 +20,11 @@
     refreshed until the writer closes the file.
 ``streamsave recover FILE -o OUT [--overwrite]``
     copies the whole frames of a crashed writer's file into a new, clean file.
+``streamsave replay SRC [-o DST] [--speed S | --as-fast-as-possible] [--channels A,B] [--start T] [--stop T] ...``
+    replays a recording with its original timing, merged across channels by
+    timestamp, with a live status (frames/s, lateness); with ``-o``, into a new file
+    through a saver (``--compression``, ``--chunk-bytes``), as fast as possible
+    unless ``--speed`` is given.
 
 Every argument is described by ``streamsave COMMAND --help``.
 

@@ -9,14 +9,14 @@ from collections.abc import Callable, Sequence
 
 from .._errors import StreamSaveError
 from .._version import __version__
-from . import _demo, _export, _follow, _info, _recover
+from . import _demo, _export, _follow, _info, _recover, _replay
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, describe, error
 
 __all__ = ("main", "parser")
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _demo.run, "info": _info.run, "export": _export.run_export, "plot": _export.run_plot,
-    "follow": _follow.run, "recover": _recover.run,
+    "follow": _follow.run, "recover": _recover.run, "replay": _replay.run,
 }
 
 
@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
     _export.add_parsers(commands)
     _follow.add_parser(commands)
     _recover.add_parser(commands)
+    _replay.add_parser(commands)
     return top
 
 

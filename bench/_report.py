@@ -10,6 +10,7 @@ from typing import Any, Final, NamedTuple
 
 from ._common import Entry
 from ._filesize import ALLOWANCE, COMPRESSED_FACTOR, SIZE_FACTOR
+from ._replay import replay_targets
 
 
 class Target(NamedTuple):
@@ -110,6 +111,7 @@ def compute_targets(entries: Sequence[Entry]) -> dict[str, dict[str, Any]]:
                 item["reason"] = f"warning: {warning}"
         out[key] = item
     out |= _size_targets(by_name)
+    out |= replay_targets(by_name)
     return out
 
 

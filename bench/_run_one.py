@@ -29,6 +29,8 @@ from ._probe import peak_rss_mib
 from ._pymodaq import PYMODAQ
 from ._read import GROUP as READ_GROUP
 from ._read import READ_BENCHMARKS
+from ._replay import GROUP as REPLAY_GROUP
+from ._replay import REPLAY_BENCHMARKS
 from ._scenarios import GROUP, SCENARIOS, first_leaf, run_scenario
 from ._soak import run_soak
 
@@ -47,6 +49,8 @@ def registry() -> dict[str, tuple[str, Callable[[Ctx], Entry]]]:
         reg[name] = (SIZE_GROUP, fn)
     for name, fn in READ_BENCHMARKS.items():
         reg[name] = (READ_GROUP, fn)
+    for name, fn in REPLAY_BENCHMARKS.items():
+        reg[name] = (REPLAY_GROUP, fn)
     reg["soak_2d_lz4"] = ("soak", run_soak)
     return reg
 

@@ -48,7 +48,7 @@ from ._waker import LoopWaker
 
 __all__ = ("Batch", "ChannelInfo", "Failed", "Finished", "Opened", "ReadAhead", "Segment", "Window")
 
-#: bytes of frames one channel reads at a time (at least one frame)
+#: bytes of frames one channel reads at a time (at least one chunk)
 BLOCK_BYTES: Final = 4 << 20
 #: timestamps read at a time to find what falls inside the window
 TIME_BLOCK: Final = 1 << 16
@@ -148,7 +148,11 @@ class _Source:
         self.lo, self.hi = lo, hi
         frame_bytes = channel.dtype.itemsize * math.prod(channel.frame_shape)
         self.frame_bytes = frame_bytes + FRAME_OVERHEAD
-        self.block_frames = max(1, min(max_frames, min(BLOCK_BYTES, max_bytes) // self.frame_bytes))
+        block_frames = max(1, min(max_frames, min(BLOCK_BYTES, max_bytes) // self.frame_bytes))
+        chunk = channel.chunk_shape
+        # whole chunks per read: a chunk read in two parts would be decompressed twice
+        self.chunk_frames = max(1, chunk[0]) if chunk else 1
+        self.block_frames = max(self.chunk_frames, block_frames // self.chunk_frames * self.chunk_frames)
         self.pos = 0  # next frame of the file to look at
         self.times: npt.NDArray[np.float64] = np.empty(0)
         self.tbase = 0  # frame index of times[0]
@@ -179,7 +183,7 @@ class _Source:
 
     def _next_block(self) -> None:
         a = self.pos - self.tbase
-        ts = self.times[a:a + self.block_frames]
+        ts = self.times[a:a + self.block_frames - self.pos % self.chunk_frames]  # to a chunk boundary
         keys = np.fmax.accumulate(np.concatenate(([self.carry], ts)))[1:]
         if keys.size and keys[-1] >= self.hi:  # the channel ends here
             cut = int(np.searchsorted(keys, self.hi, side="left"))

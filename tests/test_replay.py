@@ -105,9 +105,10 @@ async def test_pacing_follows_the_timestamps_without_drift(rate200: Path, speed:
     ideal = (np.array([t for _, t in released]) - T0) / speed
     error = (wall - wall[0]) - ideal
     duration = 0.995 / speed
-    assert wall[-1] - wall[0] == pytest.approx(duration, abs=0.05)  # loose: CI machines are busy
+    # loose: CI machines are busy (the benchmark measures it tightly)
+    assert np.median(wall[-20:] - wall[0] - ideal[-20:]) == pytest.approx(0, abs=0.05), duration
     assert np.median(error) < 0.005  # each frame against the schedule from the start: no summed drift
-    assert abs(np.median(error[-20:]) - np.median(error[:20])) < 0.01
+    assert abs(np.median(error[-50:]) - np.median(error[:50])) < 0.01
     assert stats.lateness_p50 < 0.005 and stats.lateness_max >= stats.lateness_p99 >= stats.lateness_p50 >= 0
     assert not stats.behind and stats.frames_dropped == 0
 

@@ -93,3 +93,23 @@ def test_bad_arguments(recording: Path, args: list[str], status: int, words: lis
 def test_a_missing_file(tmp_path: Path) -> None:
     result = streamsave_cli(tmp_path / "missing.h5")
     assert result.returncode == 1 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_readme_replay_example_runs(tmp_path: Path) -> None:
+    import re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("\n## Replay\n")
+    (code,) = re.findall(r"```python\n(.*?)```", readme[start:readme.index("\n## ", start + 1)], re.S)
+    with streamsave.sync.open_saver(tmp_path / "run.h5", compression="blosc2-lz4") as saver:
+        cam = saver.add_detector("Camera").add_channel("image", shape=(8, 8), dtype="uint16")
+        temp = saver.add_detector("Thermometer").add_channel("T", units="K")
+        cam.push_many(np.zeros((40, 8, 8), np.uint16), timestamps=T0 + np.arange(40) / 200)
+        temp.push_many(np.full(4, 293.0), timestamps=T0 + np.arange(4) / 20)
+    result = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env=ENV, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Camera/image") >= 40 and "ms late" in result.stdout
+    assert "{'Camera/image': 40, 'Thermometer/T': 4}" in result.stdout
+    with h5py.File(tmp_path / "copy.h5", "r") as f:
+        assert f[channel_paths(tmp_path / "copy.h5")["Camera/image"] + "/EnlData00"].shape == (40, 8, 8)

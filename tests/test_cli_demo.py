@@ -109,7 +109,7 @@ def _subparsers() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_argument_of_every_subcommand_has_help() -> None:
     commands = _subparsers()
-    assert set(commands) == {"demo", "info", "export", "plot", "follow", "recover"}
+    assert set(commands) == {"demo", "info", "export", "plot", "follow", "recover", "replay"}
     for name, sub in commands.items():
         assert sub.description, name
         for action in sub._actions:
@@ -118,7 +118,7 @@ def test_every_argument_of_every_subcommand_has_help() -> None:
             assert action.help and len(action.help) > 10, (name, action.dest)
 
 
-@pytest.mark.parametrize("command", ["demo", "info", "export", "plot", "follow", "recover"])
+@pytest.mark.parametrize("command", ["demo", "info", "export", "plot", "follow", "recover", "replay"])
 def test_help_of_each_subcommand_shows_every_argument(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([command, "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())

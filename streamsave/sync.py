@@ -393,7 +393,7 @@ def open_saver(path: str | os.PathLike[str], **options: Any) -> Iterator[Saver]:
         saver.aclose()
 
 
-def replay(source: str | os.PathLike[str], **options: Any) -> Iterator[ReplayItem]:
+def replay(source: str | os.PathLike[str], **options: Any) -> Generator[ReplayItem, None, None]:
     """Blocking :func:`streamsave.replay`: same arguments, same errors; a blocking
     iterator of :class:`~streamsave.ReplayItem` paced on its own event-loop thread.
     Leaving the loop early (or calling the iterator's ``close()``) stops the replay.

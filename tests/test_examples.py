@@ -130,3 +130,12 @@ def test_status_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Camera/image" in result.stdout and "written" in result.stdout
     assert result.stdout.rstrip().splitlines()[-1].startswith(f"closed {tmp_path / 's.h5'}")
+
+
+def test_replay_recording(tmp_path: Path) -> None:
+    result = run_example("replay_recording.py", tmp_path / "r.h5", "--speed", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "recorded" in result.stdout and "replayed" in result.stdout and "dropped 0" in result.stdout
+    with streamsave.open_reader(tmp_path / "r.h5") as run:
+        frames = len(run.channels["Camera/image"]) + len(run.channels["Thermometer/temperature"])
+    assert f"replayed {frames} frames" in result.stdout

@@ -168,3 +168,19 @@ def test_the_blocking_facade_replays_and_copies(source: Path, tmp_path: Path) ->
     assert report.frames == {"Thermometer/T": 10}
     with pytest.raises(streamsave.ConfigError, match="speed"):
         streamsave.sync.replay(source, speed=-1)
+
+
+def test_the_blocking_replay_takes_every_option_of_the_async_one(source: Path) -> None:
+    import inspect
+
+    for name, parameter in inspect.signature(streamsave.replay).parameters.items():
+        if name == "source":
+            continue
+        frames = streamsave.sync.replay(source, **{name: parameter.default})
+        frames.close()  # a generator not started: nothing was opened
+    async_names = set(inspect.signature(streamsave.replay_into).parameters) - {"source", "destination",
+                                                                                "saver_options"}
+    report = streamsave.sync.replay_into(source, source.with_name("opts.h5"),
+                                         **{n: inspect.signature(streamsave.replay_into).parameters[n].default
+                                            for n in async_names})
+    assert report.frames["Camera/image"] == 200

@@ -5,7 +5,7 @@ builtin they refine, so ``except ValueError`` keeps working for callers that do
 not know streamsave::
 
     StreamSaveError
-    ├── ConfigError (ValueError)          bad argument to open_saver / add_* / Compression
+    ├── ConfigError (ValueError)          bad argument to open_saver / add_* / Compression / replay
     ├── FrameMismatchError (ValueError)   frame of the wrong shape, dtype or kind
     ├── TimestampError (ValueError)       timestamp that is not finite, or goes backwards
     ├── QueueFull                         push_nowait / overflow="error" on a full queue
@@ -42,8 +42,9 @@ class StreamSaveError(Exception):
 
 
 class ConfigError(StreamSaveError, ValueError):
-    """An argument to :func:`~streamsave.open_saver`, ``add_detector``, ``add_channel``
-    or :class:`~streamsave.Compression` is invalid."""
+    """An argument to :func:`~streamsave.open_saver`, ``add_detector``, ``add_channel``,
+    :class:`~streamsave.Compression` or :func:`~streamsave.replay` is invalid (for a
+    replay also: a channel the file does not have, or one without timestamps)."""
 
 
 class FrameMismatchError(StreamSaveError, ValueError):

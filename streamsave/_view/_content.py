@@ -44,6 +44,9 @@ class _Unreadable(EntityContent):  # type: ignore[misc]
 
     kind = "other"
 
+    def metadata(self, depth: int | None = None) -> Any:
+        return super().metadata()
+
 
 def content_at(file: h5py.File, path: str) -> Any:
     """h5grove content for the entity at ``path``.

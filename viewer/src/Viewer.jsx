@@ -2,7 +2,7 @@
 // whether a writer is recording, and a side panel with the channels (live frame counts),
 // an export form and each detector's settings as a tree.
 import { App, H5GroveProvider } from '@h5web/app';
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import SidePanel from './SidePanel.jsx';
 
 const API = `${window.location.origin}/api`;
@@ -34,6 +34,7 @@ export default function Viewer() {
   const [panelOpen, setPanelOpen] = useState(true);
   const [follow, setFollow] = useState(true);
   const last = useRef('');
+  const getExportURL = useMemo(() => (file ? exportURL(file) : undefined), [file]);
 
   useEffect(() => {
     fetch(`${API}/served`).then((r) => r.json()).then((r) => setFile(r.file), (e) => setError(String(e)));
@@ -81,7 +82,7 @@ export default function Viewer() {
       </header>
       <main className="ss-main">
         <div className="ss-h5web">
-          <H5GroveProvider url={API} filepath={file} resetKeys={[version]} getExportURL={exportURL(file)}>
+          <H5GroveProvider url={API} filepath={file} resetKeys={[version]} getExportURL={getExportURL}>
             <App sidebarOpen />
           </H5GroveProvider>
         </div>

@@ -61,6 +61,13 @@ def make_app(served: ServedFile, *, allowed_hosts: list[str] | None = None) -> F
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
 
+    @app.middleware("http")
+    async def no_caching(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        if request.url.path.startswith("/api/"):  # a live file changes under the same URL
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
         return JSONResponse({"message": exc.message}, status_code=exc.status)

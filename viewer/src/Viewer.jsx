@@ -22,6 +22,12 @@ function exportURL(file) {
   };
 }
 
+// The entity H5Web shows, read from its tree (H5Web keeps the selection to itself).
+function selectedPath() {
+  const item = document.querySelector('.ss-h5web [role=treeitem][aria-selected=true]');
+  return (item && item.dataset.path) || '/';
+}
+
 function countsOf(summary) {
   return summary ? summary.channels.map((c) => `${c.path}:${c.frames}`).join(';') + `;${summary.writing}` : '';
 }
@@ -30,7 +36,10 @@ export default function Viewer() {
   const [file, setFile] = useState(null);
   const [summary, setSummary] = useState(null);
   const [error, setError] = useState(null);
-  const [version, setVersion] = useState(0);
+  // Bumped when the file changed: H5Web is mounted afresh on the entity it showed, so every
+  // view (the plot of the selected entity too) reads the new frames. (Its resetKeys renews
+  // the data stores, but a plot already on screen keeps its old shape.)
+  const [view, setView] = useState({ version: 0, path: '/' });
   const [panelOpen, setPanelOpen] = useState(true);
   const [follow, setFollow] = useState(true);
   const last = useRef('');
@@ -39,6 +48,8 @@ export default function Viewer() {
   useEffect(() => {
     fetch(`${API}/served`).then((r) => r.json()).then((r) => setFile(r.file), (e) => setError(String(e)));
   }, []);
+
+  const refresh = useCallback(() => setView((v) => ({ version: v.version + 1, path: selectedPath() })), []);
 
   const poll = useCallback(async () => {
     if (!file) return;
@@ -49,12 +60,12 @@ export default function Viewer() {
       setSummary(body);
       setError(null);
       const counts = countsOf(body);
-      if (last.current && counts !== last.current && follow) setVersion((v) => v + 1);
+      if (last.current && counts !== last.current && follow) refresh();
       last.current = counts;
     } catch (e) {
       setError(String(e.message || e));
     }
-  }, [file, follow]);
+  }, [file, follow, refresh]);
 
   useEffect(() => {
     poll();
@@ -75,15 +86,15 @@ export default function Viewer() {
         <label title="refresh the views when the writer adds frames">
           <input type="checkbox" checked={follow} onChange={(e) => setFollow(e.target.checked)} /> follow new frames
         </label>
-        <button type="button" onClick={() => setVersion((v) => v + 1)}>Refresh</button>
+        <button type="button" onClick={refresh}>Refresh</button>
         <button type="button" onClick={() => setPanelOpen((o) => !o)} aria-expanded={panelOpen}>
           {panelOpen ? 'Hide channels' : 'Channels & settings'}
         </button>
       </header>
       <main className="ss-main">
         <div className="ss-h5web">
-          <H5GroveProvider url={API} filepath={file} resetKeys={[version]} getExportURL={getExportURL}>
-            <App sidebarOpen />
+          <H5GroveProvider key={view.version} url={API} filepath={file} getExportURL={getExportURL}>
+            <App sidebarOpen initialPath={view.path} />
           </H5GroveProvider>
         </div>
         {panelOpen && <SidePanel api={API} file={file} summary={summary} />}

@@ -20,6 +20,10 @@
     refreshed until the writer closes the file.
 ``streamsave recover FILE -o OUT [--overwrite]``
     copies the whole frames of a crashed writer's file into a new, clean file.
+``streamsave view FILE [--host ADDR] [--port N] [--no-browser]``
+    serves FILE to a web browser (H5Web: tree, attributes, settings, plots; new frames
+    while a writer records it; export of frames), on loopback unless ``--host`` says
+    otherwise; prints the address first, serves until Ctrl-C (needs the ``view`` extra).
 
 Every argument is described by ``streamsave COMMAND --help``.
 
@@ -31,7 +35,8 @@ Exit status:
   a format that cannot hold the channel, a storage error while recording;
 - 2: a usage error (unknown command, missing or malformed argument), with the usage;
 - 130: interrupted by Ctrl-C (``demo`` still closes the recording cleanly first: every
-  frame accepted before the interrupt is written, and the summary is printed).
+  frame accepted before the interrupt is written, and the summary is printed; ``view``
+  stops serving).
 
 This package (:mod:`streamsave.cli` and :mod:`streamsave._cli`) is the only code of
 streamsave that prints.

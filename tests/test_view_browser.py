@@ -156,9 +156,22 @@ def test_export_from_the_page(browser: WebDriver, demo: Path) -> None:
         panel.find_element(By.CSS_SELECTOR, "[data-testid=export-link]").click()
         done = wait_for(browser, lambda d: [p for p in downloads.iterdir() if p.suffix == ".npy"], "the download")
         assert done[0].name == "demo-Camera_image-frames-2-5.npy"
-    got = np.load(done[0], allow_pickle=False)
-    with streamsave.open_reader(demo) as run:
-        np.testing.assert_array_equal(got, run.channels["Camera/image"][2:5])
+        got = np.load(done[0], allow_pickle=False)
+        done[0].unlink()
+        with streamsave.open_reader(demo) as run:
+            np.testing.assert_array_equal(got, run.channels["Camera/image"][2:5])
+        # H5Web's own export menu: the frame on screen (frame 0), through the server's export
+        open_path(browser, IMAGE_GROUP)
+        assert_plot_drawn(browser, "the camera image")
+        browser.find_element(By.CSS_SELECTOR, "button[aria-label='More controls']").click()
+        wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "[role=dialog] button[aria-haspopup=menu]"),
+                 "the export menu").click()
+        wait_for(browser, lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "[role=menu] button")
+                                     if b.text == "Export to NPY"], "Export to NPY")[0].click()
+        done = wait_for(browser, lambda d: [p for p in downloads.iterdir() if p.suffix == ".npy"], "the download")
+        got = np.load(done[0], allow_pickle=False)
+        with streamsave.open_reader(demo) as run:
+            np.testing.assert_array_equal(got, run.channels["Camera/image"][0:1])
 
 
 # ------------------------------------------------------------------------------ a live file

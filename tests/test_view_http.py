@@ -381,3 +381,50 @@ def test_without_the_view_extra_the_error_names_it(tree: dict[str, Path]) -> Non
 def test_help_describes_the_command() -> None:
     result = streamsave_cli("view", "--help")
     assert result.returncode == 0 and "--no-browser" in result.stdout and "loopback" in result.stdout
+
+
+# ------------------------------------------------------------------------------ guards and parsing
+def test_a_read_larger_than_the_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.h5"
+    with h5py.File(path, "w") as f:  # 16 GiB declared, nothing stored: the file stays tiny
+        f.create_dataset("stack", shape=(1 << 20, 1 << 11), dtype="f8", chunks=(1024, 2048))
+    with ViewServer(path) as srv:
+        status, body = srv.get("/api/data", file="huge.h5", path="/stack")
+        assert status == 413 and b"select fewer frames" in body, body
+        status, body = srv.get("/api/stats", file="huge.h5", path="/stack")
+        assert status == 413
+        status, body = srv.get("/api/data", file="huge.h5", path="/stack", selection="5,:", format="bin")
+        assert status == 200 and np.frombuffer(body, "f8").shape == (2048,)
+        status, body = srv.get("/api/data", file="huge.h5", path="/stack", selection="a,b")
+        assert status == 422, body
+
+
+def test_a_file_locked_by_a_writer_without_swmr_says_so(tree: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "locked.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(3))
+    with ViewServer(path) as srv, h5py.File(path, "a"):  # another program holds it for writing
+        status, body = srv.get("/api/meta", file="locked.h5", path="/")
+        assert status == 503 and b"without SWMR" in body, body
+        status, body = srv.get("/api/summary", file="locked.h5")
+        assert status == 503, body
+
+
+@pytest.mark.parametrize(("selection", "frames", "expected"), [
+    (None, None, None), ("5,:,:", None, slice(5, 6)), ("-1,:", None, slice(-1, None)), ("-3", None, slice(-3, -2)),
+    (":,3", None, slice(None, None, None)), ("2:8:2,:", None, slice(2, 8, 2)), ("0,:", "10:", slice(10, None)),
+    (None, " :-1 ", slice(None, -1)), (None, "", None)])
+def test_frames_from_a_selection(selection: str | None, frames: str | None, expected: slice | None) -> None:
+    from streamsave._view._export import frames_from
+
+    assert frames_from(selection, frames) == expected
+
+
+@pytest.mark.parametrize("text", ["a:b", "1:2:3:4", "1.5", "0x10", "1;2"])
+def test_frames_that_do_not_parse(text: str) -> None:
+    from streamsave._view._confine import Refused
+    from streamsave._view._export import frames_from
+
+    with pytest.raises(Refused) as caught:
+        frames_from(None, text)
+    assert caught.value.status == 422 and repr(text) in caught.value.message

@@ -22,12 +22,12 @@ import pytest
 
 import streamsave
 from tests._view import TIMEOUT, ViewServer, browser, wait_for
-from tests.test_reader_pymodaq import SETTINGS_XML, continuous, pymodaq  # noqa: F401  (fixtures)
+from tests.test_reader_pymodaq import continuous, pymodaq
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
 
-__all__ = ("browser", "continuous", "pymodaq")
+__all__ = ("browser", "continuous", "pymodaq")  # fixtures, used by name
 
 IMAGE_GROUP: Final = "/RawData/Detector000/Data2D/CH00"
 

@@ -428,3 +428,23 @@ def test_frames_that_do_not_parse(text: str) -> None:
     with pytest.raises(Refused) as caught:
         frames_from(None, text)
     assert caught.value.status == 422 and repr(text) in caught.value.message
+
+
+def test_the_served_file_is_never_written(tree: dict[str, Path], tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    path = tmp_path / "run.h5"
+    shutil.copyfile(tree["run"], path)
+    before = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+    data = "/RawData/Detector000/Data2D/CH00/EnlData00"
+    with ViewServer(path) as srv:
+        for route, params in (("/api/meta", {"path": "/"}), ("/api/meta", {"path": data}), ("/api/attr", {"path": "/"}),
+                              ("/api/data", {"path": data, "selection": "0,:,:"}), ("/api/stats", {"path": data}),
+                              ("/api/paths", {"path": "/"}), ("/api/summary", {}),
+                              ("/api/export", {"path": data, "format": "h5"})):
+            status, body = srv.get(route, file="run.h5", **params)
+            assert status == 200, (route, body[:200])
+        assert srv.stop()[0] == 130
+    assert (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5"]  # the export left nothing beside it

@@ -25,6 +25,10 @@
     timestamp, with a live status (frames/s, lateness); with ``-o``, into a new file
     through a saver (``--compression``, ``--chunk-bytes``), as fast as possible
     unless ``--speed`` is given.
+``streamsave view FILE [--host ADDR] [--port N] [--no-browser]``
+    serves FILE to a web browser (H5Web: tree, attributes, settings, plots; new frames
+    while a writer records it; export of frames), on loopback unless ``--host`` says
+    otherwise; prints the address first, serves until Ctrl-C (needs the ``view`` extra).
 
 Every argument is described by ``streamsave COMMAND --help``.
 
@@ -36,7 +40,8 @@ Exit status:
   a format that cannot hold the channel, a storage error while recording;
 - 2: a usage error (unknown command, missing or malformed argument), with the usage;
 - 130: interrupted by Ctrl-C (``demo`` still closes the recording cleanly first: every
-  frame accepted before the interrupt is written, and the summary is printed).
+  frame accepted before the interrupt is written, and the summary is printed; ``view``
+  stops serving).
 
 This package (:mod:`streamsave.cli` and :mod:`streamsave._cli`) is the only code of
 streamsave that prints.

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from .._errors import StreamSaveError
 from .._version import __version__
-from . import _demo, _export, _follow, _info, _recover, _replay
+from . import _demo, _export, _follow, _info, _recover, _replay, _view
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, describe, error
 
 __all__ = ("main", "parser")
@@ -17,6 +17,7 @@ __all__ = ("main", "parser")
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _demo.run, "info": _info.run, "export": _export.run_export, "plot": _export.run_plot,
     "follow": _follow.run, "recover": _recover.run, "replay": _replay.run,
+    "view": _view.run,
 }
 
 
@@ -35,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     _follow.add_parser(commands)
     _recover.add_parser(commands)
     _replay.add_parser(commands)
+    _view.add_parser(commands)
     return top
 
 

@@ -96,6 +96,8 @@ class H5pyBackend(Backend):
         kwargs: dict[str, Any] = {}
         if spec.filter is not None:
             kwargs["compression"], kwargs["compression_opts"] = spec.filter
+        if spec.fillvalue is not None:
+            kwargs["fillvalue"] = spec.fillvalue
         dset = self.file.create_dataset(
             path,
             shape=spec.shape,

@@ -43,6 +43,9 @@ from ._events import (
 from ._reader import Run, open_reader
 from ._recover import ChannelRecovery, RecoveryReport, recover
 from ._saver import Saver, open_saver
+from ._scan import Scan, ScanChannel, ScanDetector, ScanFinishedError, ScanPointError
+from ._scan_reader import ScanChannelReader, ScanReader
+from ._snapshot import SnapshotData, save_snapshot
 from ._spec import Axis, Compression, Overflow
 from ._stats import ChannelStatistics, OperationTiming, Progress, SaverStatistics
 from ._version import __version__
@@ -79,6 +82,14 @@ __all__ = (
     "SaverClosedError",
     "SaverConfig",
     "SaverStatistics",
+    "Scan",
+    "ScanChannel",
+    "ScanChannelReader",
+    "ScanDetector",
+    "ScanFinishedError",
+    "ScanPointError",
+    "ScanReader",
+    "SnapshotData",
     "StorageError",
     "StreamSaveError",
     "Subscription",
@@ -90,6 +101,7 @@ __all__ = (
     "open_reader",
     "open_saver",
     "recover",
+    "save_snapshot",
 )
 
 for _name in __all__:

@@ -201,6 +201,8 @@ class ScanDetector:
         k = choose_chunk_frames(frame_nbytes, cfg.chunk_bytes, cfg.max_chunk_frames)
         if not self.scan.adaptive:
             k = min(k, self.scan.shape[-1])  # a chunk holds points along the last scan axis
+        if self.scan.overwrite:
+            k = 1  # a point replaced after its chunk was stored must not take its neighbours' frames
         if queue_size is not None:
             k = max(1, min(k, queue_size // 2))
         left = self.scan._control.queue_bytes_left

@@ -197,8 +197,10 @@ class ScanChannelReader:
         if reps is not None:  # integer data has no NaN: mask the repetitions never measured
             mask = np.isnan(reps).reshape(reps.shape + (1,) * (values.ndim - reps.ndim))
             values = np.where(mask, np.nan, values)
-        with np.errstate(invalid="ignore"):
-            return np.asarray(np.nanmean(values, axis=0)) if np.isfinite(values).any() else values[0]
+        counts = np.sum(~np.isnan(values), axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = np.nansum(values, axis=0)
+            return np.asarray(np.where(counts > 0, total / np.maximum(counts, 1), np.nan))
 
 
 class ScanReader:

@@ -32,7 +32,16 @@ import numpy.typing as npt
 
 from ._detector import _check_dtype
 from ._errors import ConfigError, StorageError
-from ._layout import MAX_ATTR_BYTES, Layout, check_name, dim_group, encode, settings_to_json, settings_xml
+from ._layout import (
+    JOURNAL_WRITING,
+    MAX_ATTR_BYTES,
+    Layout,
+    check_name,
+    dim_group,
+    encode,
+    settings_to_json,
+    settings_xml,
+)
 from ._spec import Axis
 from .backends import DatasetSpec
 from .backends.h5py import H5pyBackend
@@ -124,6 +133,10 @@ def save_snapshot(path: str | os.PathLike[str], detector: str, data: Mapping[str
         if new:
             Layout(backend, title=title, compression="none")
         raw = backend.file.get("/RawData")
+        writing = backend.file.get(JOURNAL_WRITING)
+        if not new and isinstance(writing, h5py.Dataset) and writing.shape == (1,) and writing[0]:
+            raise StorageError(f"{str(target)!r} is still being written by a saver (or its writer was killed: "
+                               "`streamsave recover` it first); add the snapshot once it is closed")
         if not isinstance(raw, h5py.Group):
             raise StorageError(f"{str(target)!r} has no /RawData group: not a streamsave or PyMoDAQ file")
         taken = {name for name in raw if name.startswith("Detector")}

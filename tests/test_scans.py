@@ -480,3 +480,34 @@ async def test_backpressure_and_accounting_with_a_small_queue(tmp_path: Path) ->
         data = f["RawData/Scan000/Detector000/Data2D/CH00/Data00"]
         assert data.chunks == (1, 2, 64, 64)  # two points per chunk: half the queue, as for channels
         np.testing.assert_array_equal(data[:, :, 5, 5], np.arange(1200).reshape(40, 30))
+
+
+def test_the_blocking_facade_scans_from_threads(tmp_path: Path) -> None:
+    import threading
+
+    import streamsave.sync
+
+    path = tmp_path / "sync.h5"
+    with streamsave.sync.open_saver(path, compression="blosc2-lz4") as saver:
+        scan = saver.add_scan("S", axes=grid_axes())
+        image = scan.add_detector("Camera").add_channel("image", shape=(4, 6), queue_size=2)
+        assert saver.scans["S"] is scan and saver.channels == (image,)
+
+        def push_rows(rows: range) -> None:
+            for ix in rows:
+                for iy in range(5):
+                    image.push(image_at(ix, iy), index=(ix, iy))
+
+        threads = [threading.Thread(target=push_rows, args=(range(i, i + 1),)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with pytest.raises(streamsave.ScanPointError, match="already measured"):
+            image.push(image_at(0, 0), index=(0, 0))
+        assert saver.flush()["S/Camera/image"] == 15
+    with streamsave.open_reader(path) as run:
+        ch = run.scans["S"].channels["Camera/image"]
+        for ix in range(3):
+            for iy in range(5):
+                np.testing.assert_array_equal(ch[ix, iy], image_at(ix, iy))

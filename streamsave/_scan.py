@@ -205,6 +205,8 @@ class ScanDetector:
             k = 1  # a point replaced after its chunk was stored must not take its neighbours' frames
         if queue_size is not None:
             k = max(1, min(k, queue_size // 2))
+        elif cfg.queue_size is not None:  # the saver-wide size, at least two chunks (as for channels)
+            queue_size = max(cfg.queue_size, 2 * k)
         left = self.scan._control.queue_bytes_left
         if queue_size is None:
             wanted = min(1 << 20, cfg.queue_bytes // max(1, frame_nbytes))

@@ -29,11 +29,11 @@ from ._events import ChannelCreated
 from ._layout import encode
 from ._scan_layout import add_scan, add_scan_channel, add_scan_detector, position_paths
 from ._stats import Timer
+from .backends import Backend
 
 if TYPE_CHECKING:
     from ._scan import Scan, ScanChannel, ScanDetector
     from ._writer import Writer
-    from .backends import Backend
 
 __all__ = ("ScanWriter",)
 
@@ -65,7 +65,12 @@ class _Stream:
         self.k = channel.chunk_frames
         self.last = 1 if scan.adaptive else scan.shape[-1]
         self.row_chunks = -(-self.last // self.k)
-        self.open: dict[int, _Chunk] = {}
+        self.open: dict[int, _Chunk] = {}  # least recently filled first
+        #: chunks missing points whose buffer was let go (stored raw; read back when a point comes)
+        self.evicted: dict[int, _Chunk] = {}
+        #: the most chunk buffers kept open: as many bytes as the queue holds (at least 4 chunks)
+        chunk_nbytes = self.k * max(1, channel.frame_nbytes)
+        self.max_open = max(4, channel.queue_size * max(1, channel.frame_nbytes) // chunk_nbytes)
         self.inflight: deque[tuple[int, Future[bytes | memoryview], int, float]] = deque()
         self.sizes: dict[int, int] = {}
         self.written = 0
@@ -86,13 +91,19 @@ class _Stream:
         lead = np.unravel_index(row, self.channel.scan.shape[:-1]) if len(self.channel.scan.shape) > 1 else ()
         return (*(int(i) for i in lead), c * self.k, *tail)
 
-    def chunk(self, key: int) -> _Chunk:
-        chunk = self.open.get(key)
+    def chunk(self, key: int, backend: Backend) -> _Chunk:
+        chunk = self.open.pop(key, None)
         if chunk is None:
             ch = self.channel
-            buf = np.full((self.k, *ch.point_shape), ch.fill_value, dtype=ch.dtype)
-            points = self.k if self.adaptive else min(self.k, self.last - (key % self.row_chunks) * self.k)
-            chunk = self.open[key] = _Chunk(buf, points)
+            chunk = self.evicted.pop(key, None)
+            if chunk is not None:  # stored raw when it was let go: its bytes are the buffer
+                raw = backend.read_chunk(ch.paths.data, self.offset(key))
+                chunk.buf = np.frombuffer(raw, dtype=ch.dtype).reshape((self.k, *ch.point_shape)).copy()
+            else:
+                buf = np.full((self.k, *ch.point_shape), ch.fill_value, dtype=ch.dtype)
+                points = self.k if self.adaptive else min(self.k, self.last - (key % self.row_chunks) * self.k)
+                chunk = _Chunk(buf, points)
+        self.open[key] = chunk  # the most recently filled last
         return chunk
 
 
@@ -173,7 +184,7 @@ class ScanWriter:
                 first = int(point[0])
                 lo, hi = stream.dirty_rows or (first, first + 1)
                 stream.dirty_rows = (min(lo, first), max(hi, first + 1))
-            chunk = stream.chunk(key)
+            chunk = stream.chunk(key, self.backend)
             chunk.buf[within] = data
             if not chunk.filled[within]:
                 chunk.filled[within] = True
@@ -183,6 +194,24 @@ class ScanWriter:
             if chunk.count == chunk.points:
                 del stream.open[key]
                 self._submit(stream, key, chunk)
+            elif len(stream.open) > stream.max_open:
+                self._evict(stream)
+
+    def _evict(self, stream: _Stream) -> None:
+        """Too many chunks wait for points (points in a random order): store the least
+        recently filled one as it is, raw, and let its buffer go (read back when a point
+        comes). Without a backend that reads chunks back, keep them all."""
+        key, chunk = next(iter(stream.open.items()))
+        if type(self.backend).read_chunk is Backend.read_chunk:
+            return
+        if chunk.new:
+            chunk.raw = True
+            mask = _SKIP_FIRST_FILTER if stream.encoder.compression is not None else 0
+            self._store(stream, key, chunk.buf.data.cast("B"), mask, chunk.new, final=False)
+            chunk.new = 0
+        del stream.open[key]
+        stream.evicted[key] = chunk
+        chunk.buf = chunk.buf[:0]  # the memory goes; the bytes are in the file
 
     def _submit(self, stream: _Stream, key: int, chunk: _Chunk) -> None:
         """A complete chunk: compressed in the pool (or stored raw at once)."""

@@ -21,6 +21,7 @@ import numpy.typing as npt
 import pytest
 
 import streamsave
+from streamsave.backends.h5py import H5pyBackend
 from tests import _scan_killed_writer
 
 XS = np.linspace(0.0, 1.0, 3)
@@ -511,3 +512,35 @@ def test_the_blocking_facade_scans_from_threads(tmp_path: Path) -> None:
         for ix in range(3):
             for iy in range(5):
                 np.testing.assert_array_equal(ch[ix, iy], image_at(ix, iy))
+
+
+class _CountingReads(H5pyBackend):
+    reads = 0
+
+    def read_chunk(self, path: str, offset: Any) -> bytes:
+        type(self).reads += 1
+        return super().read_chunk(path, offset)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS, ids=str)
+async def test_random_points_keep_only_a_queue_of_chunks_in_memory(tmp_path: Path, compression: str | None) -> None:
+    """Points in a random order leave many chunks partly filled: beyond a queue's worth
+    of them, the least recently filled is stored raw and read back when its next point
+    comes; every frame still lands in its place."""
+    path = tmp_path / "evict.h5"
+    shape = (10, 40)
+    _CountingReads.reads = 0
+    order = [divmod(int(p), shape[1]) for p in np.random.default_rng(11).permutation(shape[0] * shape[1])]
+    async with streamsave.open_saver(path, compression=compression, chunk_bytes=32 * 1024,
+                                     backend=_CountingReads) as saver:
+        scan = saver.add_scan("S", axes=[streamsave.Axis("x", values=np.arange(shape[0])),
+                                         streamsave.Axis("y", values=np.arange(shape[1]))])
+        image = scan.add_detector("D").add_channel("image", shape=(64, 64), dtype="uint16", queue_size=8)
+        assert image.chunk_shape == (1, 4, 64, 64)
+        for ix, iy in order:
+            await image.push(np.full((64, 64), ix * shape[1] + iy, dtype="uint16"), index=(ix, iy))
+    assert _CountingReads.reads > 20  # chunks were let go and read back
+    with h5py.File(path, "r") as f:
+        data = f["RawData/Scan000/Detector000/Data2D/CH00/Data00"][()]
+    np.testing.assert_array_equal(data[:, :, 7, 9], np.arange(shape[0] * shape[1]).reshape(shape))
+    assert (data == data[:, :, :1, :1]).all()

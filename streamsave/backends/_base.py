@@ -102,6 +102,13 @@ class Backend(ABC):
         full raw size, so each later version replaces it in place.
         """
 
+    def read_chunk(self, path: str, offset: Sequence[int]) -> bytes:
+        """The stored bytes of the chunk starting at ``offset``, as written (the engine
+        reads back only chunks it stored raw). Backends that cannot read raise
+        ``NotImplementedError``: then scan channels keep every chunk still missing
+        points in memory."""
+        raise NotImplementedError(f"backend {self.name!r} cannot read chunks back")
+
     @abstractmethod
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
         """Write ``values`` at rows ``start:start+len(values)`` (within the extent)."""

@@ -135,6 +135,10 @@ class H5pyBackend(Backend):
             _forget_chunk_info(dset, offset)
         self._writeback.wrote(len(data) if isinstance(data, bytes) else data.nbytes)
 
+    def read_chunk(self, path: str, offset: Sequence[int]) -> bytes:
+        _, data = self._dataset(path).id.read_direct_chunk(tuple(offset))
+        return bytes(data)
+
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
         self._dataset(path)[start : start + len(values)] = values
 

@@ -544,3 +544,21 @@ async def test_random_points_keep_only_a_queue_of_chunks_in_memory(tmp_path: Pat
         data = f["RawData/Scan000/Detector000/Data2D/CH00/Data00"][()]
     np.testing.assert_array_equal(data[:, :, 7, 9], np.arange(shape[0] * shape[1]).reshape(shape))
     assert (data == data[:, :, :1, :1]).all()
+
+
+@pytest.mark.parametrize("marker", ["saver.add_scan(", "streamsave.save_snapshot("])
+def test_the_readme_examples_run(tmp_path: Path, marker: str) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if marker in b]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    if "scan" in marker:
+        assert "[[0.25 1.5 ]]" in done.stdout and "True" in done.stdout
+        with h5py.File(tmp_path / "scan.h5", "r") as f:
+            assert f["RawData/Scan000/Detector000/Data2D/CH00/Data00"].shape == (11, 21, 64, 64)
+    else:
+        assert done.stdout.startswith("/RawData/Detector000")

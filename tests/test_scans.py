@@ -562,3 +562,45 @@ def test_the_readme_examples_run(tmp_path: Path, marker: str) -> None:
             assert f["RawData/Scan000/Detector000/Data2D/CH00/Data00"].shape == (11, 21, 64, 64)
     else:
         assert done.stdout.startswith("/RawData/Detector000")
+
+
+async def test_a_push_cancelled_while_waiting_leaves_its_point_free(tmp_path: Path, gated: Any) -> None:
+    """A push that waits for room and is cancelled has not measured its point: the same
+    point can be pushed again, and the file holds that frame."""
+    path = tmp_path / "cancel.h5"
+    async with streamsave.open_saver(path, backend=gated, queue_size=2) as saver:
+        ch = saver.add_scan("S", axes=[streamsave.Axis("x", values=np.arange(6.0))]).add_detector("D") \
+            .add_channel("image", shape=(8, 8), queue_size=2)
+        await ch.push(np.full((8, 8), 0.0), index=(0,))
+        await ch.push(np.full((8, 8), 1.0), index=(1,))
+        with anyio.move_on_after(0.2) as scope:  # the writer is held: the queue stays full
+            await ch.push(np.full((8, 8), -2.0), index=(2,))
+        assert scope.cancelled_caught
+        gated.last.gate.set()
+        await ch.push(np.full((8, 8), 2.0), index=(2,))
+    st = ch.statistics()
+    assert (st.frames_pushed, st.frames_written) == (3, 3)
+    with h5py.File(path, "r") as f:
+        data = f["RawData/Scan000/Detector000/Data2D/CH00/Data00"][()]
+    assert data[:3, 0, 0].tolist() == [0.0, 1.0, 2.0] and np.isnan(data[3:]).all()
+
+
+@pytest.mark.parametrize("backend", ["h5py", "tables"])
+async def test_pymodaq_browser_loads_scans_with_each_backend(tmp_path: Path, backend: str) -> None:
+    """PyMoDAQ's H5BrowserUtil (PyTables is its default backend) opens a scan file read-only."""
+    pytest.importorskip("pymodaq_data")
+    pytest.importorskip(backend)
+    from pymodaq_data.h5modules.browsing import H5BrowserUtil
+    from pymodaq_data.h5modules.data_saving import DataLoader
+
+    path = tmp_path / "scan.h5"
+    await record_grid(path, compression="blosc2-lz4", average=2)
+    os.chmod(path, 0o444)
+    browser = H5BrowserUtil(backend=backend)
+    browser.open_file(path, "r")
+    try:
+        loaded = DataLoader(browser).load_data("/RawData/Scan000/Detector000/Data2D/CH00/Data00")
+    finally:
+        browser.close_file()
+    assert loaded.shape == (2, 3, 5, 4, 6)
+    np.testing.assert_array_equal(loaded[0][1, 2, 3], image_at(2, 3, 1))

@@ -41,17 +41,36 @@ _SKIP_FIRST_FILTER = 1
 
 
 class _Chunk:
-    """A chunk being filled: its buffer, which of its points hold a frame."""
+    """A chunk being filled: the frames placed in it (by reference, copied into a buffer
+    only when the chunk is stored), which of its points hold a frame."""
 
-    __slots__ = ("buf", "count", "filled", "new", "points", "raw")
+    __slots__ = ("base", "count", "filled", "new", "pieces", "points", "raw")
 
-    def __init__(self, buf: npt.NDArray[Any], points: int) -> None:
-        self.buf = buf
-        self.filled = np.zeros(buf.shape[0], dtype=bool)
+    def __init__(self, k: int, points: int) -> None:
+        #: the chunk as last stored (partly filled), or ``None``: then its points not in
+        #: ``pieces`` hold the fill value
+        self.base: npt.NDArray[Any] | None = None
+        self.pieces: list[tuple[int, Any]] = []  # (point in the chunk, frame) since ``base``
+        self.filled = np.zeros(k, dtype=bool)
         self.count = 0  # points that hold a frame
         self.new = 0  # frames placed since the chunk was last stored
         self.points = points  # points it must hold to be complete
         self.raw = False  # stored partly filled once: every version is stored raw
+
+    def assemble(self, stream: _Stream) -> npt.NDArray[Any]:
+        """The chunk's buffer with every frame placed so far (which it keeps as ``base``:
+        the frames' room is given back once it is stored, so producers may reuse them)."""
+        ch = stream.channel
+        buf = self.base
+        if buf is None:
+            shape = (stream.k, *ch.point_shape)
+            complete = self.count == stream.k and len(self.pieces) == stream.k
+            buf = np.empty(shape, dtype=ch.dtype) if complete else np.full(shape, ch.fill_value, dtype=ch.dtype)
+        for within, data in self.pieces:
+            buf[within] = data
+        self.pieces = []
+        self.base = buf
+        return buf
 
 
 class _Stream:
@@ -71,7 +90,7 @@ class _Stream:
         #: the most chunk buffers kept open: as many bytes as the queue holds (at least 4 chunks)
         chunk_nbytes = self.k * max(1, channel.frame_nbytes)
         self.max_open = max(4, channel.queue_size * max(1, channel.frame_nbytes) // chunk_nbytes)
-        self.inflight: deque[tuple[int, Future[bytes | memoryview], int, float]] = deque()
+        self.inflight: deque[tuple[int, Future[bytes | memoryview], int, int]] = deque()  # key, bytes, frames, mask
         self.sizes: dict[int, int] = {}
         self.written = 0
         self.extent = 0
@@ -98,18 +117,25 @@ class _Stream:
             chunk = self.evicted.pop(key, None)
             if chunk is not None:  # stored raw when it was let go: its bytes are the buffer
                 raw = backend.read_chunk(ch.paths.data, self.offset(key))
-                chunk.buf = np.frombuffer(raw, dtype=ch.dtype).reshape((self.k, *ch.point_shape)).copy()
+                chunk.base = np.frombuffer(raw, dtype=ch.dtype).reshape((self.k, *ch.point_shape)).copy()
             else:
-                buf = np.full((self.k, *ch.point_shape), ch.fill_value, dtype=ch.dtype)
                 points = self.k if self.adaptive else min(self.k, self.last - (key % self.row_chunks) * self.k)
-                chunk = _Chunk(buf, points)
+                chunk = _Chunk(self.k, points)
         self.open[key] = chunk  # the most recently filled last
         return chunk
 
 
-def _encode(encoder: ChunkEncoder, buf: npt.NDArray[Any], timer: Timer) -> bytes | memoryview:
+def _encode(stream: _Stream, chunk: _Chunk, timer: Timer) -> bytes | memoryview:
+    """Assemble a complete chunk and encode it (pool thread; the chunk is no longer the
+    writer's to change). One frame that is the whole chunk is encoded in place."""
     started = time.perf_counter()
-    payload = encoder.encode(buf)
+    ch = stream.channel
+    whole = chunk.pieces[0][1] if chunk.base is None and len(chunk.pieces) == 1 and stream.k == 1 else None
+    if isinstance(whole, np.ndarray) and whole.dtype == ch.dtype and whole.flags.c_contiguous and \
+            whole.shape == ch.point_shape:
+        payload = stream.encoder.encode(whole[None], raw=chunk.raw)
+    else:
+        payload = stream.encoder.encode(chunk.assemble(stream), raw=chunk.raw)
     timer.add(time.perf_counter() - started)
     return payload
 
@@ -185,7 +211,7 @@ class ScanWriter:
                 lo, hi = stream.dirty_rows or (first, first + 1)
                 stream.dirty_rows = (min(lo, first), max(hi, first + 1))
             chunk = stream.chunk(key, self.backend)
-            chunk.buf[within] = data
+            chunk.pieces.append((within, data))
             if not chunk.filled[within]:
                 chunk.filled[within] = True
                 chunk.count += 1
@@ -205,30 +231,24 @@ class ScanWriter:
         if type(self.backend).read_chunk is Backend.read_chunk:
             return
         if chunk.new:
-            chunk.raw = True
-            mask = _SKIP_FIRST_FILTER if stream.encoder.compression is not None else 0
-            self._store(stream, key, chunk.buf.data.cast("B"), mask, chunk.new, final=False)
-            chunk.new = 0
+            self._store_raw(stream, key, chunk)
         del stream.open[key]
         stream.evicted[key] = chunk
-        chunk.buf = chunk.buf[:0]  # the memory goes; the bytes are in the file
+        chunk.base = None  # the memory goes; the bytes are in the file
 
     def _submit(self, stream: _Stream, key: int, chunk: _Chunk) -> None:
-        """A complete chunk: compressed in the pool (or stored raw at once)."""
-        if chunk.raw or stream.encoder.compression is None:
-            self._store(stream, key, chunk.buf.data.cast("B"), _SKIP_FIRST_FILTER if chunk.raw and
-                        stream.encoder.compression is not None else 0, chunk.new, final=True)
-            return
-        future = self.writer.pool.submit(_encode, stream.encoder, chunk.buf, self.writer.timers["encode"])
+        """A complete chunk: assembled and encoded in the pool, stored in order."""
+        mask = _SKIP_FIRST_FILTER if chunk.raw and stream.encoder.compression is not None else 0
+        future = self.writer.pool.submit(_encode, stream, chunk, self.writer.timers["encode"])
         future.add_done_callback(lambda _: self.writer.control.ring())
-        stream.inflight.append((key, future, chunk.new, stream.last_time))
+        stream.inflight.append((key, future, chunk.new, mask))
         if len(stream.inflight) >= self.writer.config.max_inflight:
             self._write_ready(stream, wait=True, keep=self.writer.config.max_inflight // 2)
 
     def _write_ready(self, stream: _Stream, *, wait: bool, keep: int = 0) -> None:
         while stream.inflight and (stream.inflight[0][1].done() or (wait and len(stream.inflight) > keep)):
-            key, future, frames, _ = stream.inflight.popleft()
-            self._store(stream, key, future.result(), 0, frames, final=True)
+            key, future, frames, mask = stream.inflight.popleft()
+            self._store(stream, key, future.result(), mask, frames, final=True)
 
     def _store(self, stream: _Stream, key: int, payload: bytes | memoryview, mask: int, frames: int, *,
                final: bool) -> None:
@@ -253,12 +273,16 @@ class ScanWriter:
 
     def _store_partial(self, stream: _Stream) -> None:
         """Store every chunk still missing points, as it is (uncompressed, in place)."""
-        mask = _SKIP_FIRST_FILTER if stream.encoder.compression is not None else 0
         for key, chunk in list(stream.open.items()):
             if chunk.new:
-                chunk.raw = True
-                self._store(stream, key, chunk.buf.data.cast("B"), mask, chunk.new, final=False)
-                chunk.new = 0
+                self._store_raw(stream, key, chunk)
+
+    def _store_raw(self, stream: _Stream, key: int, chunk: _Chunk) -> None:
+        """Store a chunk still missing points as it is: raw, at full size, in place."""
+        chunk.raw = True
+        mask = _SKIP_FIRST_FILTER if stream.encoder.compression is not None else 0
+        self._store(stream, key, chunk.assemble(stream).data.cast("B"), mask, chunk.new, final=False)
+        chunk.new = 0
 
     # ------------------------------------------------------------------ flush and close
     def flush(self) -> None:

@@ -34,7 +34,7 @@ from ._channel import SMALL_FRAME_BYTES, Channel
 from ._compress import choose_chunk_frames
 from ._detector import _check_dtype, _check_shape
 from ._errors import ConfigError, FrameMismatchError, StreamSaveError
-from ._layout import ChannelPaths, check_name, dim_group, settings_to_json
+from ._layout import MAX_ATTR_BYTES, ChannelPaths, check_name, dim_group, settings_to_json, settings_xml
 from ._spec import Axis, Overflow
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class Scan:
         :raises ~streamsave.SaverClosedError: the saver is closing or closed.
         """
         check_name("detector", name)
-        settings_json = settings_to_json(name, settings)
+        settings_json = _small_settings(name, settings)
         with self._control.declaring(f"detector {name!r} of scan {self.name!r}") as layout:
             if name in self.detectors:
                 raise ConfigError(f"scan {self.name!r} already has a detector named {name!r}")
@@ -417,7 +417,7 @@ def declare_scan(control: Control, scans: dict[str, Scan], name: str, axes: Sequ
     queue the scan for the writer."""
     check_name("scan", name)
     axes_t = check_scan_axes(name, axes, average)
-    settings_json = settings_to_json(name, settings)
+    settings_json = _small_settings(name, settings)
     with control.declaring(f"scan {name!r}") as layout:
         if name in scans:
             raise ConfigError(f"a scan named {name!r} already exists in {str(control.config.path)!r}")
@@ -426,6 +426,20 @@ def declare_scan(control: Control, scans: dict[str, Scan], name: str, axes: Sequ
         scans[name] = scan
         layout.append(("scan", scan))
     return scan
+
+
+def _small_settings(name: str, settings: Mapping[str, Any] | None) -> str:
+    """Settings as JSON, refused when they do not fit in attributes (scans keep them there).
+
+    :raises ~streamsave.ConfigError: not JSON values, or too large.
+    """
+    settings_json = settings_to_json(name, settings)
+    size = len(settings_xml(settings_json).encode()) + len(settings_json.encode())
+    if size > MAX_ATTR_BYTES:
+        raise ConfigError(f"{name!r}: settings of {size} bytes (as XML and JSON) are too large for the attributes "
+                          f"of a scan's groups, which hold at most {MAX_ATTR_BYTES}; store large settings on a "
+                          "detector of the saver (add_detector), which keeps them in a dataset")
+    return settings_json
 
 
 def check_scan_axes(name: str, axes: Sequence[Axis], average: int) -> tuple[Axis, ...]:

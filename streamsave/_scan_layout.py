@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from ._layout import MAX_ATTR_BYTES, dim_group, encode, settings_xml
+from ._layout import dim_group, encode, settings_xml
 from .backends import AttrValue, Backend, DatasetSpec
 
 if TYPE_CHECKING:
@@ -42,10 +42,8 @@ POSITION_CHUNK: Final = 4096
 
 
 def _settings_attrs(settings_json: str) -> dict[str, AttrValue]:
-    xml = settings_xml(settings_json)
-    if len(xml.encode()) + len(settings_json.encode()) > MAX_ATTR_BYTES:  # checked when declared
-        return {"settings": settings_xml('{"stored": "too large for an attribute"}'), "params_json": "{}"}
-    return {"settings": xml, "params_json": settings_json}
+    """Settings as attributes (their size was checked when they were declared)."""
+    return {"settings": settings_xml(settings_json), "params_json": settings_json}
 
 
 def add_scan(backend: Backend, scan: Scan) -> None:

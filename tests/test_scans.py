@@ -386,6 +386,10 @@ async def test_bad_scan_declarations(tmp_path: Path) -> None:
             saver.add_scan("S", axes=grid_axes())
         with pytest.raises(streamsave.ConfigError, match="cannot drop frames"):
             scan.add_detector("D").add_channel("c", overflow="drop_oldest")
+        with pytest.raises(streamsave.ConfigError, match=r"settings of .* bytes .* too large"):
+            saver.add_scan("Big", axes=grid_axes(), settings={"blob": "x" * 70_000})
+        with pytest.raises(streamsave.ConfigError, match="too large"):
+            scan.add_detector("Big", settings={"blob": "x" * 70_000})
         with pytest.raises(streamsave.ConfigError, match="fill_value"):
             scan.detectors["D"].add_channel("c", dtype="int16", fill_value="x")  # type: ignore[arg-type]
 
@@ -604,3 +608,22 @@ async def test_pymodaq_browser_loads_scans_with_each_backend(tmp_path: Path, bac
         browser.close_file()
     assert loaded.shape == (2, 3, 5, 4, 6)
     np.testing.assert_array_equal(loaded[0][1, 2, 3], image_at(2, 3, 1))
+
+
+def test_the_reader_reads_pymodaq_scans(tmp_path: Path) -> None:
+    """run.scans on a file PyMoDAQ's DAQ_Scan savers wrote: axes from NavAxes, frames by
+    point, no timestamps, never-measured points found from their NaNs."""
+    pytest.importorskip("pymodaq_data")
+    path = tmp_path / "pymodaq.h5"
+    pymodaq_reference(path)
+    with streamsave.open_reader(path) as run:
+        scan = run.scans["Scan"]
+        assert scan.shape == (3, 5) and not scan.adaptive and scan.done is None
+        assert [(a.label, a.units) for a in scan.axes] == [("x", "mm"), ("y", "mm")]
+        assert scan.axes[1].values is not None
+        np.testing.assert_allclose(scan.axes[1].values, YS)
+        image = scan.channels["Camera/image"]
+        assert image.frame_shape == (4, 6) and image.axes[0].label == "row" and image.timestamps is None
+        np.testing.assert_array_equal(image[1, 3], image_at(1, 3))
+        assert image.measured.sum() == len(MEASURED) and not image.measured[2, 4]
+        assert scan.channels["Camera/T"][0, 2] == pytest.approx(300.2)

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._compress import ChunkEncoder, filter_for
-from ._events import ChannelCreated
+from ._events import ChannelCreated, FramesWritten
 from ._layout import encode
 from ._scan_layout import add_scan, add_scan_channel, add_scan_detector, position_paths
 from ._stats import Timer
@@ -93,6 +93,7 @@ class _Stream:
         self.inflight: deque[tuple[int, Future[bytes | memoryview], int, int]] = deque()  # key, bytes, frames, mask
         self.sizes: dict[int, int] = {}
         self.written = 0
+        self.reported = 0  # frames_written in the last FramesWritten event
         self.extent = 0
         self.last_time = 0.0
         self.count = 0  # adaptive: points taken so far
@@ -325,9 +326,21 @@ class ScanWriter:
         """The file was flushed: what was written is durable."""
         return {s.channel.full_name: s.channel._writer_flushed(now) for s in self.streams}
 
-    def tick(self) -> None:
+    def tick(self, subscribed: bool) -> None:
+        """The writer's periodic tick: backpressure and drop reports, and progress events."""
         for stream in self.streams:
-            stream.channel._writer_tick()
+            ch = stream.channel
+            ch._writer_tick()
+            if not subscribed:
+                continue
+            st = ch.statistics()
+            if st.frames_written != stream.reported:
+                self.writer.control.publish(FramesWritten(
+                    channel=st.name, frames=st.frames_written - stream.reported, frames_written=st.frames_written,
+                    frames_durable=st.frames_durable, frames_dropped=st.frames_dropped,
+                    bytes_written=st.bytes_written, bytes_stored=st.bytes_stored,
+                    compression_ratio=st.compression_ratio, queue_fill=st.queue_fill))
+                stream.reported = st.frames_written
 
     def abort(self) -> None:
         """An aborted close ran out of time: drop what is queued and what waits in chunks."""

@@ -573,7 +573,7 @@ class Writer:
     def _progress(self) -> None:
         """Publish what changed since the last tick: writes, drops, backpressure."""
         subscribed = self.subscribed()
-        self.scans.tick()
+        self.scans.tick(subscribed)
         for stream in self.streams:
             ch = stream.channel
             ch._writer_tick()

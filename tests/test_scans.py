@@ -627,3 +627,30 @@ def test_the_reader_reads_pymodaq_scans(tmp_path: Path) -> None:
         np.testing.assert_array_equal(image[1, 3], image_at(1, 3))
         assert image.measured.sum() == len(MEASURED) and not image.measured[2, 4]
         assert scan.channels["Camera/T"][0, 2] == pytest.approx(300.2)
+
+
+async def test_scan_channels_report_progress_events(tmp_path: Path) -> None:
+    path = tmp_path / "events.h5"
+    seen: list[Any] = []
+    async with streamsave.open_saver(path, flush_interval=0.05, progress_interval=0.01) as saver:
+        ch = saver.add_scan("S", axes=[streamsave.Axis("x", values=np.arange(50.0))]).add_detector("D") \
+            .add_channel("v")
+        async with saver.subscribe() as events:
+            async def consume() -> None:
+                async for event in events:
+                    seen.append(event)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                for i in range(50):
+                    await ch.push(float(i), index=(i,))
+                    await anyio.sleep(0.001)
+                await saver.flush()
+                await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+    created = [e for e in seen if isinstance(e, streamsave.ChannelCreated)]
+    written = [e for e in seen if isinstance(e, streamsave.FramesWritten) and e.channel == "S/D/v"]
+    flushed = [e for e in seen if isinstance(e, streamsave.Flushed)]
+    assert not created or created[0].dataset == "/RawData/Scan000/Detector000/Data0D/CH00/Data00"
+    assert written and written[-1].frames_written == 50 and sum(e.frames for e in written) == 50
+    assert any(e.durable.get("S/D/v") == 50 for e in flushed)

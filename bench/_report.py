@@ -49,6 +49,15 @@ TARGETS: Final[dict[str, Target]] = {
     "16ch_aggregate_vs_single": Target(
         "ss_16x1d", "frames_per_s", "ss_1d", "frames_per_s",
         "16 detectors x 1D aggregate frames/s / one 1D channel frames/s"),
+    "scan_2d_none_vs_continuous": Target(
+        "ss_scan_2d_none", "mb_per_s", "ss_2d_none", "mb_per_s",
+        "2D 512x512 uncompressed MB/s, a grid scan pushed by point / continuous"),
+    "scan_2d_lz4_vs_continuous": Target(
+        "ss_scan_2d_lz4", "mb_per_s", "ss_2d_lz4", "mb_per_s",
+        "2D 512x512 blosc2-lz4 MB/s, a grid scan pushed by point / continuous"),
+    "scan_2d_lz4_random_vs_raster": Target(
+        "ss_scan_2d_lz4_random", "mb_per_s", "ss_scan_2d_lz4", "mb_per_s",
+        "2D blosc2-lz4 grid scan MB/s, points in a shuffled order / in raster order"),
     "swmr_off_vs_on": Target(
         "ss_2d_lz4_swmr_off", "mb_per_s", "ss_2d_lz4", "mb_per_s", "2D lz4 MB/s, SWMR off / on"),
     "flush01_vs_flush1": Target(

@@ -31,6 +31,7 @@ from ._read import GROUP as READ_GROUP
 from ._read import READ_BENCHMARKS
 from ._replay import GROUP as REPLAY_GROUP
 from ._replay import REPLAY_BENCHMARKS
+from ._scan import SCAN_BENCHMARKS
 from ._scenarios import GROUP, SCENARIOS, first_leaf, run_scenario
 from ._soak import run_soak
 
@@ -45,6 +46,8 @@ def registry() -> dict[str, tuple[str, Callable[[Ctx], Entry]]]:
         reg[name] = ("baseline", fn)
     for name in SCENARIOS:
         reg[name] = (GROUP, lambda ctx, name=name: run_scenario(name, ctx))  # type: ignore[misc]
+    for name, fn in SCAN_BENCHMARKS.items():
+        reg[name] = (GROUP, fn)
     for name, fn in SIZE_BENCHMARKS.items():
         reg[name] = (SIZE_GROUP, fn)
     for name, fn in READ_BENCHMARKS.items():

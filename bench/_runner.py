@@ -28,7 +28,7 @@ FULL_TIMEOUT: Final = 900.0  # s, per benchmark in a full run
 # run in the first round only: long, or measurements of sizes that do not vary
 ONCE: Final = ("soak_2d_lz4", "size_*")
 # left out of a quick run unless named with --only (the CI smoke run stays under budget)
-QUICK_OPTIONAL: Final = ("ss_fsync_*", "size_*", "read_*", "replay_*")
+QUICK_OPTIONAL: Final = ("ss_fsync_*", "size_*", "read_*", "replay_*", "ss_scan_2d_none", "ss_scan_2d_lz4_random")
 # what --against compares by default (with the baselines of their targets)
 HOT_PATH: Final = ("ss_2d_none", "ss_2d_lz4", "ss_1d", "ss_0d_push", "ss_0d_push_many")
 

@@ -45,6 +45,9 @@ from ._recover import ChannelRecovery, RecoveryReport, recover
 from ._replay import Replay, ReplayItem, ReplayStatistics, replay
 from ._replay_into import ReplayReport, replay_into
 from ._saver import Saver, open_saver
+from ._scan import Scan, ScanChannel, ScanDetector, ScanFinishedError, ScanPointError
+from ._scan_reader import ScanChannelReader, ScanReader
+from ._snapshot import SnapshotData, save_snapshot
 from ._spec import Axis, Compression, Overflow
 from ._stats import ChannelStatistics, OperationTiming, Progress, SaverStatistics
 from ._version import __version__
@@ -85,6 +88,14 @@ __all__ = (
     "SaverClosedError",
     "SaverConfig",
     "SaverStatistics",
+    "Scan",
+    "ScanChannel",
+    "ScanChannelReader",
+    "ScanDetector",
+    "ScanFinishedError",
+    "ScanPointError",
+    "ScanReader",
+    "SnapshotData",
     "StorageError",
     "StreamSaveError",
     "Subscription",
@@ -98,6 +109,7 @@ __all__ = (
     "recover",
     "replay",
     "replay_into",
+    "save_snapshot",
 )
 
 for _name in __all__:

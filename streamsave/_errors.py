@@ -8,6 +8,8 @@ not know streamsave::
     ├── ConfigError (ValueError)          bad argument to open_saver / add_* / Compression / replay
     ├── FrameMismatchError (ValueError)   frame of the wrong shape, dtype or kind
     ├── TimestampError (ValueError)       timestamp that is not finite, or goes backwards
+    ├── ScanPointError (ValueError)       a scan point outside the grid, of the wrong length, or measured
+    │   └── ScanFinishedError             again; a push into a finished scan (both in streamsave._scan)
     ├── QueueFull                         push_nowait / overflow="error" on a full queue
     ├── SaverClosedError                  push or add after the saver was closed
     ├── LayoutFrozenError                 add_detector / add_channel after writing started (SWMR)

@@ -401,7 +401,7 @@ class Layout:
         and is created before SWMR starts. After a crash it tells recovery exactly
         which frames are whole.
         """
-        n = len(data_paths)
+        n = max(1, len(data_paths))  # a file of scans alone has no column: one unused column
         self._backend.create_group(JOURNAL_GROUP, {
             "CLASS": "GROUP", "TITLE": "streamsave bookkeeping", "channels": json.dumps(list(data_paths)),
         })

@@ -39,6 +39,7 @@ from ._channel_reader import ChannelReader, axis_from_node
 from ._errors import ReadError
 from ._hdf5 import set_property
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING
+from ._scan_reader import ScanReader, discover_scans
 from ._spec import Axis
 
 __all__ = ("Run", "open_reader")
@@ -200,6 +201,8 @@ class Run:
         self._unclosed = self.live or self._flag() is not False
         self._read_journal()
         self._is_streamsave = isinstance(_member_at(file, "/RawData"), h5py.Group)
+        #: the scans (``ScanNNN`` groups) by title, see :class:`~streamsave.ScanReader`
+        self.scans: Mapping[str, ScanReader] = discover_scans(self, file) if self._is_streamsave else {}
         self.channels: Mapping[str, ChannelReader] = self._discover()
 
     # ------------------------------------------------------------------ context and text
@@ -232,7 +235,10 @@ class Run:
             extra = f"  {ch.units}" if ch.units else ""
             comp = f"  {ch.compression}" if ch.compression else ""
             lines.append(f"  {key:<{width}}  {len(ch):>10,} frames  {shape} {ch.dtype}{extra}{comp}")
-        if not self.channels:
+        for scan_name, scan in self.scans.items():
+            kind = "adaptive" if scan.adaptive else "x".join(map(str, scan.shape))
+            lines.append(f"  scan {scan_name!r} ({kind}): {', '.join(scan.channels)}")
+        if not self.channels and not self.scans:
             lines.append("  (no channels)")
         return "\n".join(lines)
 
@@ -324,7 +330,7 @@ class Run:
                         if key in found:  # two channels with one title: tell them apart
                             key = reader.full_name = f"{key} ({_basename(ch)})"
                         found.setdefault(key, reader)
-        if not found:  # any other file: one channel per dataset
+        if not found and not self.scans:  # any other file: one channel per dataset
             for key, dset in _Walk().datasets(self._file):
                 with contextlib.suppress(*_H5_ERRORS):
                     found[key] = ChannelReader(self, key=key, detector="", name=key, data=dset, time=None,

@@ -283,11 +283,11 @@ def _journal(file: h5py.File, src: Path) -> dict[str, int]:
     except (KeyError, TypeError, ValueError):
         columns = None
     if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)
-            and frames.ndim == 2 and frames.shape[1] == len(columns)):
+            and frames.ndim == 2 and frames.shape[1] == max(1, len(columns))):  # scans alone: one unused column
         raise RecoveryError(f"{str(src)!r}: the durability journal {JOURNAL_FRAMES} is malformed")
     rows = frames.shape[0]
     last = frames[rows - 1] if rows else np.zeros(len(columns), dtype=np.int64)
-    return {path: max(0, int(n)) for path, n in zip(columns, last, strict=True)}
+    return {path: max(0, int(n)) for path, n in zip(columns, last[:len(columns)], strict=True)}
 
 
 def _channel_groups(raw: h5py.Group, unreadable: dict[str, None]) -> Iterator[h5py.Group]:

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -20,6 +20,8 @@ from ._detector import Detector
 from ._errors import ConfigError, StreamSaveError
 from ._events import Event, EventHub, FileClosed, Subscription, WriterFailed
 from ._layout import Naming, check_name, settings_to_json
+from ._scan import Scan, declare_scan
+from ._spec import Axis
 from ._stats import Progress, SaverStatistics, Timer
 from ._waker import LoopWaker
 from ._writer import Writer, WriterHooks
@@ -39,6 +41,8 @@ class Saver:
         #: the file, as an absolute path (resolved when the saver opened)
         self.path = config.path
         self.detectors: dict[str, Detector] = {}
+        #: the scans declared with :meth:`add_scan`, by name
+        self.scans: dict[str, Scan] = {}
         self._naming = Naming()
         self._hub = EventHub()
         self._waker = LoopWaker()
@@ -101,6 +105,32 @@ class Saver:
             self.detectors[name] = detector
             layout.append(("detector", detector))
         return detector
+
+    def add_scan(self, name: str, *, axes: Sequence[Axis], average: int = 1, overwrite: bool = False,
+                 settings: Mapping[str, Any] | None = None) -> Scan:
+        """Declare a scan (a ``ScanNNN`` group, as PyMoDAQ's DAQ_Scan writes); then add
+        its detectors and their channels, and push each frame with its point.
+
+        Safe from any thread. Like every declaration, scans must be added before the
+        first push when the file is in SWMR mode (the default); open the saver with
+        ``swmr=False`` to add scans while others are being written.
+
+        :param name: the scan's title.
+        :param axes: the navigation axes. With ``values`` on every axis, a grid scan
+            of ``len(values)`` points per axis (``push(frame, index=(ix, iy))``);
+            without values, an adaptive scan (``push(frame, position=(x, y))``).
+        :param average: repetitions stored per grid point (PyMoDAQ's "N average": a
+            leading axis of ``average`` entries; the n-th push at a point fills the
+            n-th); 1 for none.
+        :param overwrite: a point pushed once more than ``average`` replaces its last
+            repetition instead of raising :class:`~streamsave.ScanPointError`.
+        :param settings: the scan's settings (JSON values), stored like a detector's.
+        :raises ~streamsave.ConfigError: invalid or duplicate name, axes or average.
+        :raises ~streamsave.LayoutFrozenError: writing already started in SWMR mode.
+        :raises ~streamsave.SaverClosedError: the saver is closing or closed.
+        """
+        return declare_scan(self._control, self.scans, name, axes, average=average, overwrite=overwrite,
+                            settings=settings)
 
     @property
     def channels(self) -> tuple[Channel, ...]:

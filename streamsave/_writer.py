@@ -41,6 +41,7 @@ from ._compress import ChunkEncoder, filter_for
 from ._errors import ConfigError, StorageError, StreamSaveError, WriterError
 from ._events import ChannelCreated, FileOpened, Flushed, FramesWritten
 from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, JOURNAL_WRITING, TIME_CHUNK, Layout
+from ._scan_writer import ScanWriter
 from ._stats import Timer
 
 if TYPE_CHECKING:
@@ -250,6 +251,8 @@ class Writer:
         self.flushes = 0
         #: the channels (data paths) the journal has columns for, once it exists
         self.journal: list[str] | None = None
+        #: the scans' channels (``streamsave._scan_writer``)
+        self.scans = ScanWriter(self)
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -322,6 +325,7 @@ class Writer:
                     # a chunk or two): store it now, uncompressed, to give that room back
                     self._seal(stream, final=False)
             self._write_ready(wait=False)
+            backlog |= self.scans.collect()
             if backlog:  # more is queued than one pipeline's worth: come straight back for it
                 bell.set()
             now = time.monotonic()
@@ -345,6 +349,9 @@ class Writer:
         assert self.layout is not None and self.backend is not None
         items, frozen = self.control.take_layout()
         for kind, obj in items:
+            if kind.startswith("scan"):
+                self.scans.apply(kind, obj)
+                continue
             if kind == "detector":
                 det: Detector = obj
                 self.layout.add_detector(det.path, det.name, det._settings_json)
@@ -530,6 +537,7 @@ class Writer:
         for stream in self.streams:
             stream.channel._writer_discard_queued()
             stream.pieces, stream.times, stream.m, stream.dirty = [], [], 0, False
+        self.scans.abort()
 
     def _flush(self) -> None:
         backend = self.backend
@@ -544,7 +552,8 @@ class Writer:
         self._write_ready(wait=True)
         for stream in self.streams:
             stream.time_axis.store(backend)
-        if self.journal is not None:  # the one row: what this flush makes durable
+        self.scans.flush()
+        if self.journal:  # the one row: what this flush makes durable
             row = [s.channel.statistics().frames_written for s in self.streams[:len(self.journal)]]
             backend.write_rows(JOURNAL_FRAMES, 0, np.array([row], dtype=np.int64))
             backend.write_rows(JOURNAL_TIMES, 0, np.array([time.time()]))
@@ -557,12 +566,14 @@ class Writer:
         self.flushes += 1
         now = time.time()
         durable = {s.channel.full_name: s.channel._writer_flushed(now) for s in self.streams}
+        durable.update(self.scans.flushed(now))
         if self.subscribed():
             self.control.publish(Flushed(durable=durable, seconds=time.perf_counter() - started))
 
     def _progress(self) -> None:
         """Publish what changed since the last tick: writes, drops, backpressure."""
         subscribed = self.subscribed()
+        self.scans.tick(subscribed)
         for stream in self.streams:
             ch = stream.channel
             ch._writer_tick()
@@ -601,13 +612,16 @@ class Writer:
         for stream in self.streams:
             if stream.channel.statistics().frames_written:
                 self._write_final_attrs(stream, closing=True)
+        scans_empty = self.scans.finish()
         if self.journal is not None:  # readers following the file stop at this
             backend.write_rows(JOURNAL_WRITING, 0, np.zeros(1, dtype=np.uint8))
-        if empty:
+        if empty or scans_empty:
             if self.swmr_started:
                 backend.close()
                 backend = self.backend = self.config.open_backend(mode="r+")
-            self.layout.drop_empty(backend, empty)
+            if empty:
+                self.layout.drop_empty(backend, empty)
+            self.scans.drop(backend, scans_empty)
         self.backend = None
         backend.close(fsync=self.config.fsync != "never")
 

@@ -47,10 +47,12 @@ from ._replay import Replay, ReplayItem
 from ._replay_into import ReplayReport
 from ._replay_into import replay_into as _replay_into
 from ._saver import Saver as _AsyncSaver
+from ._scan import ScanChannel as _AsyncScanChannel
+from ._scan_sync import Scan, ScanChannel
 from ._spec import Axis, Overflow
 from ._stats import ChannelStatistics, Progress, SaverStatistics
 
-__all__ = ("Channel", "Detector", "Saver", "Subscription", "open_saver", "replay", "replay_into")
+__all__ = ("Channel", "Detector", "Saver", "Scan", "ScanChannel", "Subscription", "open_saver", "replay", "replay_into")
 
 T = TypeVar("T")
 
@@ -265,6 +267,7 @@ class Saver:
         self.saver = saver
         self._portal = portal
         self._wrapped: dict[_AsyncDetector, Detector] = {}
+        self._scans: dict[str, Scan] = {}
 
     def __repr__(self) -> str:
         return f"<sync {self.saver!r}>"
@@ -296,9 +299,27 @@ class Saver:
         return {name: self._wrap(det) for name, det in self.saver.detectors.items()}
 
     @property
-    def channels(self) -> tuple[Channel, ...]:
-        """Every channel, in the order added."""
-        return tuple(self._wrap(self.saver.detectors[ch.detector])._wrap(ch) for ch in self.saver.channels)
+    def channels(self) -> tuple[Channel | ScanChannel, ...]:
+        """Every channel, in the order added (those of scans too)."""
+        return tuple(self._scan_channel(ch) if isinstance(ch, _AsyncScanChannel) else
+                     self._wrap(self.saver.detectors[ch.detector])._wrap(ch) for ch in self.saver.channels)
+
+    def _scan_channel(self, channel: _AsyncScanChannel) -> ScanChannel:
+        return self.scans[channel.scan.name].detectors[channel.detector].channels[channel.name]
+
+    @property
+    def scans(self) -> dict[str, Scan]:
+        """Every scan by name, in the order added."""
+        for name, scan in self.saver.scans.items():
+            if name not in self._scans:
+                self._scans[name] = Scan(scan)
+        return dict(self._scans)
+
+    def add_scan(self, name: str, *, axes: Sequence[Axis], average: int = 1, overwrite: bool = False,
+                 settings: Mapping[str, Any] | None = None) -> Scan:
+        """See :meth:`streamsave.Saver.add_scan`."""
+        self.saver.add_scan(name, axes=axes, average=average, overwrite=overwrite, settings=settings)
+        return self.scans[name]
 
     def add_detector(self, name: str, *, settings: Mapping[str, Any] | None = None) -> Detector:
         """See :meth:`streamsave.Saver.add_detector`."""

@@ -17,7 +17,7 @@ EXPECTED = {
     # streamsave scenarios (recorded as skipped, with a reason, when they cannot run)
     "ss_2d_none", "ss_2d_lz4", "ss_2d_zstd1bit", "ss_2d2048_lz4", "ss_1d", "ss_0d_push",
     "ss_0d_push_many", "ss_16x1d", "ss_mixed", "ss_2d_lz4_swmr_off", "ss_2d_lz4_flush01",
-    "ss_2d_lz4_sub3",
+    "ss_2d_lz4_sub3", "ss_scan_2d_lz4",
 }
 ENTRY_KEYS = {"name", "group", "params", "frames", "bytes_raw", "seconds", "frames_per_s",
               "mb_per_s", "ratio", "peak_rss_mib", "loop_lag_ms", "push_latency_us", "skipped"}

@@ -109,7 +109,7 @@ def _subparsers() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_argument_of_every_subcommand_has_help() -> None:
     commands = _subparsers()
-    assert set(commands) == {"demo", "info", "export", "plot", "follow", "recover", "replay"}
+    assert set(commands) == {"demo", "info", "export", "plot", "follow", "recover", "replay", "view"}
     for name, sub in commands.items():
         assert sub.description, name
         for action in sub._actions:

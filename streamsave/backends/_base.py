@@ -31,9 +31,11 @@ class DatasetSpec:
     :param filter: ``(filter id, options)`` of the filter that decodes directly
         written chunks, or ``None``.
     :param data: initial content (for fixed-size datasets such as axes).
+    :param fillvalue: what elements never written read as (HDF5's fill value;
+        ``None``: the library's default, zero).
     """
 
-    __slots__ = ("attrs", "chunks", "data", "dtype", "filter", "maxshape", "shape")
+    __slots__ = ("attrs", "chunks", "data", "dtype", "fillvalue", "filter", "maxshape", "shape")
 
     def __init__(
         self,
@@ -45,7 +47,9 @@ class DatasetSpec:
         filter: tuple[int, tuple[int, ...]] | None = None,
         data: npt.NDArray[Any] | None = None,
         attrs: Mapping[str, AttrValue] | None = None,
+        fillvalue: Any = None,
     ) -> None:
+        self.fillvalue = fillvalue
         self.shape = shape
         self.dtype = dtype
         self.maxshape = maxshape
@@ -97,6 +101,13 @@ class Backend(ABC):
         chunk it will store again (a partly filled one) with its filter skipped, at
         full raw size, so each later version replaces it in place.
         """
+
+    def read_chunk(self, path: str, offset: Sequence[int]) -> bytes:
+        """The stored bytes of the chunk starting at ``offset``, as written (the engine
+        reads back only chunks it stored raw). Backends that cannot read raise
+        ``NotImplementedError``: then scan channels keep every chunk still missing
+        points in memory."""
+        raise NotImplementedError(f"backend {self.name!r} cannot read chunks back")
 
     @abstractmethod
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:

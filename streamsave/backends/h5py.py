@@ -96,6 +96,8 @@ class H5pyBackend(Backend):
         kwargs: dict[str, Any] = {}
         if spec.filter is not None:
             kwargs["compression"], kwargs["compression_opts"] = spec.filter
+        if spec.fillvalue is not None:
+            kwargs["fillvalue"] = spec.fillvalue
         dset = self.file.create_dataset(
             path,
             shape=spec.shape,
@@ -132,6 +134,10 @@ class H5pyBackend(Backend):
         if filter_mask:
             _forget_chunk_info(dset, offset)
         self._writeback.wrote(len(data) if isinstance(data, bytes) else data.nbytes)
+
+    def read_chunk(self, path: str, offset: Sequence[int]) -> bytes:
+        _, data = self._dataset(path).id.read_direct_chunk(tuple(offset))
+        return bytes(data)
 
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
         self._dataset(path)[start : start + len(values)] = values

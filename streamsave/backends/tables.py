@@ -17,7 +17,7 @@ and in PyMoDAQ. A partly filled chunk is stored with its filter skipped
 PyTables has no SWMR: a file is a plain file while it is written (no reader in
 another process until it is closed), and a killed writer leaves every frame of the
 last flush readable. The file is created by h5py with the plain-file settings of
-:mod:`streamsave.backends.h5py` (format bounds, no reuse of freed space, large chunch
+:mod:`streamsave.backends.h5py` (format bounds, no reuse of freed space, large chunk
 index nodes), then opened by PyTables, which keeps them.
 """
 

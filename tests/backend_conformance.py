@@ -52,13 +52,16 @@ class Spec:
         return f"{self.detector}/{self.name}"
 
 
-#: 0D, 1D, 2D and 3D frames at different rates; chunks of a few frames (chunk_bytes below),
-#: so each channel has whole chunks and a partly filled one at every flush
+#: 0D, 1D, 2D and 3D frames at different rates, and frames larger than a chunk; chunks of a
+#: few frames (chunk_bytes below), so each channel has whole chunks and a partly filled one at
+#: every flush
 SPECS = (
     Spec("Camera", "image", (24, 20), "uint16", 37),
     Spec("Spectrometer", "spectrum", (50,), "float64", 23),
     Spec("Thermometer", "T", (), "float64", 101),
     Spec("Volume", "voxels", (4, 3, 2), "int32", 9),
+    # 6,000-byte frames, larger than a chunk: each stored as 2 tiles of 38 rows (the last one padded)
+    Spec("Big", "frame", (75, 40), "uint16", 6),
 )
 CHUNK_BYTES = 4096
 
@@ -131,6 +134,15 @@ class BackendConformance:
         else:
             assert "32026" in filters, filters
 
+    def check_chunks(self, dataset: Any, spec: Spec) -> None:
+        """The dataset's chunks: whole frames, or tiles of whole rows for frames larger
+        than a chunk."""
+        frame_bytes = math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
+        if frame_bytes > CHUNK_BYTES:
+            assert dataset.chunks == (1, 38, *spec.shape[1:]), dataset.chunks
+        else:
+            assert dataset.chunks == (CHUNK_BYTES // frame_bytes if spec.shape else 512, *(spec.shape or (1,)))
+
     def options(self, **options: Any) -> dict[str, Any]:
         return {"backend": self.backend, "backend_options": dict(self.backend_options), "mode": "w", **options}
 
@@ -188,6 +200,7 @@ class BackendConformance:
                 assert json.loads(text(data.attrs["shape"]))["data"] == repr((spec.frames, *(spec.shape or (1,))))
                 assert text(data.attrs["backend"]) == self.caps.name
                 self.check_stored_compressed(data, compression)
+                self.check_chunks(data, spec)
 
     def check_reader(self, rec: Recording, specs: tuple[Spec, ...] = SPECS) -> None:
         with self.reader(rec.target) as run:

@@ -11,6 +11,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import anyio
+import h5py
 import numpy as np
 import pytest
 
@@ -142,3 +143,31 @@ async def test_settings_and_titles_keep_unicode(tmp_path: Path) -> None:
         assert list(run.channels) == ["Kamera ä/Bild ö"]
         assert run.channels["Kamera ä/Bild ö"].units == "µm"
         assert run.channels["Kamera ä/Bild ö"].settings == settings
+
+
+@pytest.mark.parametrize("name", ["h5py", "tables"])
+def test_shrinking_after_a_raw_chunk_takes_effect(tmp_path: Path, name: str) -> None:
+    """An aborted close shrinks a dataset whose partly filled chunk was just stored raw
+    (filter skipped): HDF5 must not decode that chunk with the filter (PyTables would
+    silently keep the old length)."""
+    from streamsave._compress import ChunkEncoder, filter_for
+    from streamsave.backends import DatasetSpec
+    from streamsave.backends._registry import backend_class
+
+    compression = streamsave.Compression(codec="lz4")
+    encoder = ChunkEncoder(compression, 2)
+    path = tmp_path / f"{name}.h5"
+    backend = backend_class(name)(path, "w", swmr=False)
+    backend.create_group("/g", {"TITLE": "g"})
+    backend.create_dataset("/g/d", DatasetSpec(shape=(0, 64), maxshape=(None, 64), dtype=np.dtype(np.uint16),
+                                               chunks=(4, 64), filter=filter_for(compression),
+                                               compression=compression, attrs={"CLASS": "EARRAY"}))
+    backend.resize("/g/d", 7)
+    backend.write_chunk("/g/d", (0, 0), encoder.encode(np.ones((4, 64), np.uint16)))
+    partial = np.full((4, 64), 2, np.uint16)
+    partial[3:] = 0
+    backend.write_chunk("/g/d", (4, 0), encoder.encode(partial, raw=True), 1)
+    backend.resize("/g/d", 5)
+    backend.close()
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["/g/d"][:, 0], [1, 1, 1, 1, 2])

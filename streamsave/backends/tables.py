@@ -12,7 +12,11 @@ compressed by the engine: the datasets declare PyTables' Blosc2 filter (id 32026
 ``Filters(complib="blosc2:<codec>")``), which decodes the engine's blosc2 frames as
 hdf5plugin's filter does, so the files read in plain h5py + hdf5plugin, in PyTables
 and in PyMoDAQ. A partly filled chunk is stored with its filter skipped
-(``filter_mask=1``), as with h5py.
+(``filter_mask=1``), as with h5py. PyTables' HDF5 (a library of its own, beside
+h5py's) remembers such a chunk with mask 0 as h5py's does, so in the writer's own
+process PyTables cannot read it back, and a dataset shrunk then would silently keep
+its length; the backend works around the second (see :func:`_forget_chunk_info`),
+and nothing in the writer's process reads data back through PyTables.
 
 PyTables has no SWMR: a file is a plain file while it is written (no reader in
 another process until it is closed), and a killed writer leaves every frame of the
@@ -131,7 +135,10 @@ class TablesBackend(Backend):
         self.file.remove_node(path, recursive=True)
 
     def resize(self, path: str, length: int) -> None:
-        self._node(path).truncate(length)
+        node = self._node(path)
+        if length < node.nrows and node.chunkshape is not None:
+            _forget_chunk_info(node)
+        node.truncate(length)
 
     def write_chunk(self, path: str, offset: Sequence[int], data: bytes | memoryview, filter_mask: int = 0) -> None:
         self._node(path).write_chunk(tuple(offset), data, filter_mask)
@@ -180,6 +187,22 @@ class TablesBackend(Backend):
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _forget_chunk_info(node: Any) -> None:
+    """Work around HDF5 remembering a directly written chunk with filter mask 0 (as
+    :func:`streamsave.backends.h5py._forget_chunk_info`), before shrinking a dataset.
+
+    Shrinking rewrites the chunk the new end falls in; with a raw chunk (filter
+    skipped) just written, HDF5 then decodes it with the filter, fails, and PyTables
+    ignores the failure: the dataset silently keeps its old length. PyTables refuses
+    to look up a chunk outside the dataset, so the dataset is first grown by one chunk
+    and a row of that chunk (never stored) is read: the lookup replaces the entry.
+    Only shrinking needs it (an aborted close giving back frames it will not store).
+    """
+    rows = node.nrows
+    node.truncate(rows + node.chunkshape[0])
+    node[rows + node.chunkshape[0] - 1]
 
 
 def _split(path: str) -> tuple[str, str]:

@@ -37,7 +37,7 @@ class SaverConfig:
     overflow: Overflow = Overflow.BLOCK
     #: ``None`` (default): SWMR where the backend has it; resolved to a bool on construction
     swmr: bool | None = None
-    chunk_bytes: int = 2 * 2**20  # DEFAULT_CHUNK_BYTES; at most the backend's max_request_bytes when not given
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # make_config: at most the backend's max_request_bytes when not given
     max_chunk_frames: int = 16384
     max_frame_bytes: int = 1 << 30
     compress_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1))

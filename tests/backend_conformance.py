@@ -154,7 +154,7 @@ class BackendConformance:
         if not self.caps.local:
             pytest.skip(f"backend {self.caps.name!r} has no local files")
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ recording and checking
     async def record(self, target: str, *, specs: tuple[Spec, ...] = SPECS, compression: str | None = None,
                      flush_at: tuple[int, ...] = (5, 6, 17), empty: bool = False, **options: Any) -> Recording:
         """Record ``specs`` (frame i of every channel pushed together), flushing after

@@ -394,6 +394,21 @@ async def test_bad_scan_declarations(tmp_path: Path) -> None:
             scan.detectors["D"].add_channel("c", dtype="int16", fill_value="x")  # type: ignore[arg-type]
 
 
+async def test_a_backend_without_direct_chunk_write_refuses_scans_when_declared(tmp_path: Path) -> None:
+    """Scan points are stored by direct chunk write: a backend without it (HSDS) is told
+    so at add_scan, not by a failed writer later; its continuous channels still work."""
+    from streamsave.backends.h5py_rows import H5pyRowsBackend
+
+    async with streamsave.open_saver(tmp_path / "rows.h5", backend=H5pyRowsBackend) as saver:
+        with pytest.raises(streamsave.ConfigError, match=r"'h5py-rows' cannot store scan 'S'.*direct chunk write"):
+            saver.add_scan("S", axes=grid_axes())
+        assert saver.scans == {} or len(saver.scans) == 0
+        ch = saver.add_detector("D").add_channel("c", shape=(2,), dtype="float64")
+        await ch.push(np.ones(2))
+    with h5py.File(tmp_path / "rows.h5") as f:
+        assert f["RawData/Detector000/Data1D/CH00/EnlData00"].shape == (1, 2)
+
+
 async def test_scans_follow_the_swmr_declaration_rule(tmp_path: Path) -> None:
     """Scans are declared before the first push of an SWMR file; with swmr=False a scan
     may start while another is being written."""

@@ -34,6 +34,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 
+from ._columns import FRAME_NUMBERS, METADATA_GROUP
 from ._errors import ConfigError
 from ._spec import Axis
 from ._version import __version__
@@ -218,6 +219,10 @@ class ChannelPaths:
     data: str
     time: str
     axes: tuple[str, ...]
+    #: the frame numbers' dataset, if the channel keeps them
+    numbers: str | None = None
+    #: one dataset per declared metadata name, in declaration order
+    metadata: tuple[str, ...] = ()
 
 
 class Naming:
@@ -236,13 +241,16 @@ class Naming:
         self._detectors += 1
         return path
 
-    def channel(self, detector_path: str, ndim: int, n_axes: int) -> ChannelPaths:
+    def channel(self, detector_path: str, ndim: int, n_axes: int, *, numbers: bool = False,
+                metadata: Sequence[str] = ()) -> ChannelPaths:
         dim_path = f"{detector_path}/{dim_group(ndim)}"
         index = self._channels.get(dim_path, 0)
         self._channels[dim_path] = index + 1
         group = f"{dim_path}/CH{index:02d}"
         return ChannelPaths(group=group, data=f"{group}/EnlData00", time=f"{group}/Axis{n_axes:02d}",
-                            axes=tuple(f"{group}/Axis{i:02d}" for i in range(n_axes)))
+                            axes=tuple(f"{group}/Axis{i:02d}" for i in range(n_axes)),
+                            numbers=f"{group}/{FRAME_NUMBERS}" if numbers else None,
+                            metadata=tuple(f"{group}/{METADATA_GROUP}/{name}" for name in metadata))
 
 
 class Layout:
@@ -318,6 +326,7 @@ class Layout:
         units: str,
         label: str,
         axes: Sequence[Axis],
+        metadata: Sequence[tuple[str, np.dtype[Any]]] = (),
     ) -> None:
         dim = dim_group(len(shape))
         dim_path = f"{detector_path}/{dim}"
@@ -363,6 +372,30 @@ class Layout:
                    "index": encode(0), "spread_order": encode(0), "size": encode(0), "EXTDIM": encode(0),
                    "long_name": "time (s since the Unix epoch)"},
         ))
+        self._add_columns(paths, metadata)
+
+    def _add_columns(self, paths: ChannelPaths, metadata: Sequence[tuple[str, np.dtype[Any]]]) -> None:
+        """The per-frame columns beside the time axis (see ``streamsave._columns``).
+
+        They carry no ``data_type``, so PyMoDAQ's loader, which finds data and axes by
+        it, leaves them alone; ``CLASS`` keeps its browser from writing one.
+        """
+        def column(path: str, dtype: np.dtype[Any], title: str, attrs: dict[str, AttrValue]) -> None:
+            self._backend.create_dataset(path, DatasetSpec(
+                shape=(0,), maxshape=(None,), dtype=dtype, chunks=(TIME_CHUNK,),
+                attrs={"CLASS": "EARRAY", "TITLE": title, "EXTDIM": encode(0), "size": encode(0),
+                       "long_name": title, **attrs}))
+
+        if paths.numbers is not None:
+            column(paths.numbers, np.dtype(np.int64), "frame number", {
+                "last_frame_number": encode(-1),
+                "description": "frame number of each stored frame; numbers missing between two stored frames "
+                               "are frames the detector skipped or the saver dropped"})
+        if paths.metadata:
+            self._backend.create_group(f"{paths.group}/{METADATA_GROUP}", {
+                "CLASS": "GROUP", "TITLE": "per-frame metadata", "NX_class": "NXcollection"})
+        for path, (name, dtype) in zip(paths.metadata, metadata, strict=True):
+            column(path, dtype, name, {"dtype": dtype.name})
 
     def _data_attrs(
         self, name: str, detector: str, shape: tuple[int, ...], dtype: np.dtype[Any], units: str,

@@ -40,7 +40,7 @@ from ._channel import Channel, Entry
 from ._compress import ChunkEncoder, filter_for
 from ._errors import ConfigError, StorageError, StreamSaveError, WriterError
 from ._events import ChannelCreated, FileOpened, Flushed, FramesWritten
-from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, JOURNAL_WRITING, TIME_CHUNK, Layout
+from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, JOURNAL_WRITING, TIME_CHUNK, Layout, encode
 from ._stats import Timer
 
 if TYPE_CHECKING:
@@ -76,18 +76,19 @@ class WriterHooks:
 class _TimeAxis:
     """The channel's timestamps, stored a whole chunk at a time by direct chunk write
     (a per-batch dataset write costs more Python than the data chunk itself). The
-    partly filled chunk is stored at each flush, in place (uncompressed, fixed size)."""
+    partly filled chunk is stored at each flush, in place (uncompressed, fixed size).
+    The per-frame columns (frame numbers, metadata) are stored the same way."""
 
     __slots__ = ("buf", "chunk", "dirty", "index", "path")
 
-    def __init__(self, path: str, chunk: int) -> None:
+    def __init__(self, path: str, chunk: int, dtype: npt.DTypeLike = np.float64) -> None:
         self.path = path
         self.chunk = chunk
-        self.buf = np.zeros(chunk, dtype=np.float64)
+        self.buf = np.zeros(chunk, dtype=dtype)
         self.index = 0  # time chunk being filled
         self.dirty = False
 
-    def put(self, backend: Backend, start: int, times: npt.NDArray[np.float64]) -> None:
+    def put(self, backend: Backend, start: int, times: npt.NDArray[Any]) -> None:
         """Record ``times`` for frames ``start...`` (frames before this chunk are already stored)."""
         pos = start - self.index * self.chunk
         i = max(0, -pos)
@@ -115,8 +116,8 @@ class _TimeAxis:
 class _Stream:
     """The writer's state for one channel: the chunk being filled and buffers."""
 
-    __slots__ = ("buffers", "channel", "dirty", "encoder", "extent", "index", "k", "m", "pieces", "raw",
-                 "released", "reported_written", "stored_sizes", "tile_rows", "time_axis", "times")
+    __slots__ = ("buffers", "channel", "columns", "dirty", "encoder", "extent", "extras", "index", "k", "m",
+                 "pieces", "raw", "released", "reported_written", "stored_sizes", "tile_rows", "time_axis", "times")
 
     def __init__(self, channel: Channel, encoder: ChunkEncoder) -> None:
         self.channel = channel
@@ -138,6 +139,14 @@ class _Stream:
         self.released: dict[int, int] = {}
         self.reported_written = 0
         self.time_axis = _TimeAxis(channel.paths.time, TIME_CHUNK)
+        paths = channel.paths
+        #: the per-frame columns' stores, in ``Columns.dtypes`` order, and their values for the chunk being filled
+        self.columns = [_TimeAxis(path, TIME_CHUNK, dtype) for path, dtype in zip(
+            ((paths.numbers,) if paths.numbers else ()) + paths.metadata, channel._columns.dtypes, strict=True)]
+        self.extras: list[Any] = []
+
+    def column_paths(self) -> list[str]:
+        return [col.path for col in self.columns]
 
     def buffer(self) -> npt.NDArray[Any]:
         try:
@@ -150,11 +159,14 @@ class _Stream:
 class _Job:
     """One chunk (or one tile of a frame) on its way to the file."""
 
-    __slots__ = ("final", "frames", "future", "index", "mask", "stream", "tile", "times")
+    __slots__ = ("columns", "final", "frames", "future", "index", "mask", "stream", "tile", "times")
 
     def __init__(self, stream: _Stream, index: int, frames: int, times: npt.NDArray[np.float64],
-                 future: Future[Encoded], *, final: bool, mask: int, tile: int = -1) -> None:
+                 future: Future[Encoded], *, final: bool, mask: int, tile: int = -1,
+                 columns: list[npt.NDArray[Any]] | None = None) -> None:
         self.stream = stream
+        #: the chunk's per-frame column values, one array per column (None: the channel has none)
+        self.columns = columns
         self.index = index
         self.frames = frames
         self.times = times
@@ -216,6 +228,15 @@ def _assemble_chunk(stream: _Stream, pieces: list[Piece], frames: int, raw: bool
         return payload, buf  # the buffer is the payload: recycle it after writing
     stream.buffers.append(buf)
     return payload, None
+
+
+def _columns_arrays(extras: list[Any], dtypes: tuple[np.dtype[Any], ...]) -> list[npt.NDArray[Any]]:
+    """A chunk's per-frame columns, one array per column, from the tuples of its pieces
+    (scalars for a single frame, arrays for part of a block or batch)."""
+    if not any(isinstance(e[0], np.ndarray) for e in extras):
+        return [np.array(col, dtype=dt) for col, dt in zip(zip(*extras, strict=True), dtypes, strict=True)]
+    return [np.concatenate([np.atleast_1d(np.asarray(e[i], dtype=dt)) for e in extras])
+            for i, dt in enumerate(dtypes)]
 
 
 def _times_array(times: list[Any]) -> npt.NDArray[np.float64]:
@@ -353,7 +374,7 @@ class Writer:
             self.layout.add_channel(
                 ch.paths.group.rsplit("/", 2)[0], ch.detector, ch.paths, name=ch.name, shape=ch.shape,
                 dtype=ch.dtype, chunk_shape=ch.chunk_shape, filter=filter_for(self.config.compression),
-                units=ch.units, label=ch.label, axes=ch.axes)
+                units=ch.units, label=ch.label, axes=ch.axes, metadata=ch._columns.metadata)
             self.streams.append(_Stream(ch, ChunkEncoder(self.config.compression, ch.dtype.itemsize)))
             self.control.publish(ChannelCreated(
                 channel=ch.full_name, path=str(self.config.path), dataset=ch.paths.data, time_axis=ch.paths.time,
@@ -371,13 +392,14 @@ class Writer:
         left queued."""
         k = stream.k
         entries: list[Entry] = stream.channel._writer_take(max(1, limit - stream.m))
-        for data, ts, n in entries:
+        for data, ts, n, cols in entries:
             if self.aborted:  # what was taken is dropped with the rest (counted when the writer ends)
                 break
             if stream.tile_rows:
                 for j in range(n):
                     frame, t = (data, ts) if type(ts) is float else (data[j], float(ts[j]))
-                    self._submit_tiles(stream, frame, t)
+                    one = None if cols is None else cols if type(ts) is float else tuple(c[j] for c in cols)
+                    self._submit_tiles(stream, frame, t, one)
                 continue
             start = 0
             while start < n and not self.aborted:
@@ -385,12 +407,18 @@ class Writer:
                 if type(ts) is float:  # a single pushed frame (a block of one has an array of times)
                     stream.pieces.append((data, 1))
                     stream.times.append(ts)
+                    if cols is not None:
+                        stream.extras.append(cols)
                 elif take == 1:  # a single frame cut from a block: store it as one
                     stream.pieces.append((data[start], 1))
                     stream.times.append(float(ts[start]))
+                    if cols is not None:
+                        stream.extras.append(tuple(c[start] for c in cols))
                 else:
                     stream.pieces.append((data[start:start + take], take))
                     stream.times.append(ts[start:start + take])
+                    if cols is not None:
+                        stream.extras.append(tuple(c[start:start + take] for c in cols))
                 stream.m += take
                 start += take
                 stream.dirty = True
@@ -404,33 +432,36 @@ class Writer:
             return
         pieces = stream.pieces if final else list(stream.pieces)
         times = _times_array(stream.times)
+        columns = _columns_arrays(stream.extras, stream.channel._columns.dtypes) if stream.extras else None
         raw = (stream.raw or not final) and stream.encoder.compression is not None
         future = self.pool.submit(_assemble, stream, pieces, stream.m, raw, self.timers["encode"])
         future.add_done_callback(self._encoded)
         self.inflight.append(_Job(stream, stream.index, stream.m, times, future, final=final,
-                                  mask=_SKIP_FIRST_FILTER if raw else 0))
+                                  mask=_SKIP_FIRST_FILTER if raw else 0, columns=columns))
         stream.dirty = False
         if final:
             stream.index += 1
             stream.m = 0
             stream.pieces = []
             stream.times = []
+            stream.extras = []
             stream.raw = False
         else:
             stream.raw = True
         self._wait_for_room()
 
-    def _submit_tiles(self, stream: _Stream, frame: Any, timestamp: float) -> None:
+    def _submit_tiles(self, stream: _Stream, frame: Any, timestamp: float, cols: Any = None) -> None:
         """A frame larger than ``chunk_bytes``: one job per tile, in order."""
         if self.aborted:
             return
         tiles = -(-stream.channel.shape[0] // stream.tile_rows)
         times = np.array([timestamp])
+        columns = None if cols is None else _columns_arrays([cols], stream.channel._columns.dtypes)
         for tile in range(tiles):
             future = self.pool.submit(_encode_tile, stream, frame, tile, self.timers["encode"])
             future.add_done_callback(self._encoded)
             self.inflight.append(_Job(stream, stream.index, 1, times, future, final=tile == tiles - 1, mask=0,
-                                      tile=tile))
+                                      tile=tile, columns=columns))
             self._wait_for_room()
         stream.index += 1
 
@@ -467,6 +498,8 @@ class Writer:
         for stream, end in ends.items():
             backend.resize(stream.channel.paths.data, end)
             backend.resize(stream.channel.paths.time, end)
+            for col in stream.columns:
+                backend.resize(col.path, end)
             stream.extent = end
         for i, (job, (payload, buf)) in enumerate(done):
             if self._aborting():  # an aborted close ran out of time: store nothing more
@@ -496,6 +529,9 @@ class Writer:
                 stream.stored_sizes[job.index] = size
                 stream.released[job.index] = job.frames
         stream.time_axis.put(backend, start, job.times)
+        if job.columns is not None:
+            for col, values in zip(stream.columns, job.columns, strict=True):
+                col.put(backend, start, values)
         # stored frames give their room back (the writer keeps those of a partly filled chunk
         # for its next version: at most one chunk per channel beyond the queue)
         ch._writer_stored(start + job.frames, float(job.times[-1]), delta, job.frames - released)
@@ -512,6 +548,8 @@ class Writer:
             if stream.extent > written:
                 self.backend.resize(stream.channel.paths.data, written)
                 self.backend.resize(stream.channel.paths.time, written)
+                for col in stream.columns:
+                    self.backend.resize(col.path, written)
                 stream.extent = written
 
     def _aborting(self) -> bool:
@@ -530,6 +568,7 @@ class Writer:
         for stream in self.streams:
             stream.channel._writer_discard_queued()
             stream.pieces, stream.times, stream.m, stream.dirty = [], [], 0, False
+            stream.extras = []
 
     def _flush(self) -> None:
         backend = self.backend
@@ -544,6 +583,8 @@ class Writer:
         self._write_ready(wait=True)
         for stream in self.streams:
             stream.time_axis.store(backend)
+            for col in stream.columns:
+                col.store(backend)
         if self.journal is not None:  # the one row: what this flush makes durable
             row = [s.channel.statistics().frames_written for s in self.streams[:len(self.journal)]]
             backend.write_rows(JOURNAL_FRAMES, 0, np.array([row], dtype=np.int64))
@@ -585,6 +626,11 @@ class Writer:
         attrs = Layout.final_attrs(stream.channel.shape, st.frames_written, dropped, st.frames_rejected)
         self.backend.set_attrs(stream.channel.paths.data, attrs)
         self.backend.set_attrs(stream.channel.paths.time, Layout.time_attrs(st.frames_written))
+        for path in stream.column_paths():
+            self.backend.set_attrs(path, Layout.time_attrs(st.frames_written))
+        if stream.channel.paths.numbers is not None:
+            self.backend.set_attrs(stream.channel.paths.numbers,
+                                   {"last_frame_number": encode(stream.channel._writer_last_number())})
 
     def _finish(self) -> None:
         """Final attributes, removal of channels that never stored a frame (PyMoDAQ's

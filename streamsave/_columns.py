@@ -165,10 +165,9 @@ class Columns:
         if not self.numbers:
             raise FrameNumberError(f"{self.where} keeps no frame numbers, got frame_number={number!r}; "
                                    "declare it with add_channel(..., frame_numbers=True)")
-        if type(number) is not int:
-            if isinstance(number, bool) or not isinstance(number, int | np.integer):
-                raise FrameNumberError(f"{self.where}: frame_number must be an integer, got {number!r} "
-                                       f"({type(number).__name__})")
+        if isinstance(number, bool) or not isinstance(number, int | np.integer):
+            raise FrameNumberError(f"{self.where}: frame_number must be an integer, got {number!r} "
+                                   f"({type(number).__name__})")
         value: int = operator.index(number)
         if not 0 <= value <= _MAX_NUMBER:
             raise FrameNumberError(f"{self.where}: frame_number must be an integer from 0 to 2**63-1, "

@@ -36,6 +36,7 @@ import numpy as np
 
 from ._columns import FRAME_NUMBERS, METADATA_GROUP
 from ._errors import ConfigError
+from ._log import LOG_DURABLE, LOG_INDEX, LOG_INDEX_DTYPE, LOG_TEXT
 from ._spec import Axis
 from ._version import __version__
 from .backends import AttrValue, Backend, DatasetSpec
@@ -279,8 +280,26 @@ class Layout:
         backend.create_dataset("/RawData/Logger", DatasetSpec(
             shape=(0,), maxshape=(None,), dtype="vlen-uint8", chunks=(64,),
             attrs={"CLASS": "VLARRAY", "TITLE": "Logger", "type": "log", "data_type": "strings",
-                   "subdtype": "string"},
+                   "subdtype": "string", "shape": encode((0,)), "EXTDIM": encode(0), "dtype": "uint8"},
         ))
+        self._add_log(backend)
+
+    @staticmethod
+    def _add_log(backend: Backend) -> None:
+        """The bookkeeping group and the durable log (see ``streamsave._log``), created
+        with the file so that messages are durable from the first flush, under SWMR too.
+        Datasets never written take a few hundred bytes."""
+        backend.create_group(JOURNAL_GROUP, {"CLASS": "GROUP", "TITLE": "streamsave bookkeeping"})
+        backend.create_dataset(LOG_TEXT, DatasetSpec(
+            shape=(0,), maxshape=(None,), dtype=np.dtype(np.uint8), chunks=(1 << 16,),
+            attrs={"CLASS": "EARRAY", "TITLE": "log messages, UTF-8, one after another", "encoding": "utf-8"}))
+        backend.create_dataset(LOG_INDEX, DatasetSpec(
+            shape=(0,), maxshape=(None,), dtype=LOG_INDEX_DTYPE, chunks=(4096,),
+            attrs={"CLASS": "EARRAY", "TITLE": "log messages: time (s since the Unix epoch), logging level, "
+                                               "end of the text in log_text"}))
+        backend.create_dataset(LOG_DURABLE, DatasetSpec(
+            shape=(2,), dtype=np.dtype(np.int64), data=np.zeros(2, dtype=np.int64),
+            attrs={"CLASS": "CARRAY", "TITLE": "log messages and text bytes the last flush made durable"}))
 
     def add_detector(self, path: str, name: str, settings_json: str) -> None:
         """Create a detector group holding its settings; returns its path.
@@ -435,9 +454,7 @@ class Layout:
         which frames are whole.
         """
         n = len(data_paths)
-        self._backend.create_group(JOURNAL_GROUP, {
-            "CLASS": "GROUP", "TITLE": "streamsave bookkeeping", "channels": json.dumps(list(data_paths)),
-        })
+        self._backend.set_attrs(JOURNAL_GROUP, {"channels": json.dumps(list(data_paths))})
         self._backend.create_dataset(JOURNAL_FRAMES, DatasetSpec(
             shape=(1, n), maxshape=(None, n), dtype=np.dtype(np.int64), chunks=(1, max(1, n)),
             data=np.zeros((1, n), dtype=np.int64),

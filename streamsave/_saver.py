@@ -20,6 +20,7 @@ from ._detector import Detector
 from ._errors import ConfigError, StreamSaveError
 from ._events import Event, EventHub, FileClosed, Subscription, WriterFailed
 from ._layout import Naming, check_name, settings_to_json
+from ._log import LogHandler, check_message
 from ._stats import Progress, SaverStatistics, Timer
 from ._waker import LoopWaker
 from ._writer import Writer, WriterHooks
@@ -116,6 +117,29 @@ class Saver:
         """Deliver an event to subscribers (any thread; never waits)."""
         if self._hub.subscriptions or isinstance(event, FileClosed | WriterFailed):
             self._waker.call(partial(self._hub.publish, event))
+
+    # ---------------------------------------------------------------- log messages
+    def log(self, text: str, *, level: int = logging.INFO, timestamp: float | None = None) -> None:
+        """Save a message in the file's log (``/RawData/Logger``, read back as ``run.log``).
+
+        Never waits: the message is stored at the next flush, with the frames (so it is
+        durable within ``flush_interval``). Safe from any thread.
+
+        :param text: the message.
+        :param level: a :mod:`logging` level (default ``logging.INFO``).
+        :param timestamp: when it happened, seconds since the Unix epoch (default: now).
+        :raises ~streamsave.LogMessageError: text not a str, level not an int, timestamp
+            not a finite number.
+        :raises ~streamsave.SaverClosedError: the saver is closed (or the writer's failure).
+        """
+        message, lvl, when = check_message(text, level, timestamp)
+        if not self._control.log.post(message, lvl, when):
+            raise self._control.refusal()
+
+    def log_handler(self, level: int = logging.NOTSET) -> LogHandler:
+        """A :class:`logging.Handler` saving records in this file (see :class:`~streamsave.LogHandler`):
+        ``logging.getLogger("mylab").addHandler(saver.log_handler(logging.INFO))``."""
+        return LogHandler(self, level)
 
     # ---------------------------------------------------------------- public operations
     async def flush(self) -> dict[str, int]:

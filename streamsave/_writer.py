@@ -41,6 +41,7 @@ from ._compress import ChunkEncoder, filter_for
 from ._errors import ConfigError, StorageError, StreamSaveError, WriterError
 from ._events import ChannelCreated, FileOpened, Flushed, FramesWritten
 from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, JOURNAL_WRITING, TIME_CHUNK, Layout, encode
+from ._log import LogWriter
 from ._stats import Timer
 
 if TYPE_CHECKING:
@@ -271,6 +272,7 @@ class Writer:
         self.flushes = 0
         #: the channels (data paths) the journal has columns for, once it exists
         self.journal: list[str] | None = None
+        self.log = LogWriter()
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -585,6 +587,8 @@ class Writer:
             stream.time_axis.store(backend)
             for col in stream.columns:
                 col.store(backend)
+        if self.log.store(backend, self.control.log.take()):  # messages posted since the last flush
+            self.log.mark_durable(backend)
         if self.journal is not None:  # the one row: what this flush makes durable
             row = [s.channel.statistics().frames_written for s in self.streams[:len(self.journal)]]
             backend.write_rows(JOURNAL_FRAMES, 0, np.array([row], dtype=np.int64))
@@ -647,6 +651,9 @@ class Writer:
         for stream in self.streams:
             if stream.channel.statistics().frames_written:
                 self._write_final_attrs(stream, closing=True)
+        if self.log.store(backend, self.control.log.close()):  # messages posted during the close
+            self.log.mark_durable(backend)
+        self.log.write_logger(backend, encode)  # PyMoDAQ's copy (variable-length: not before SWMR ends)
         if self.journal is not None:  # readers following the file stop at this
             backend.write_rows(JOURNAL_WRITING, 0, np.zeros(1, dtype=np.uint8))
         if empty:

@@ -161,18 +161,43 @@ class Channel:
         """Whether given timestamps must not go backwards (see :meth:`streamsave.Detector.add_channel`)."""
         return self.channel.monotonic
 
+    @property
+    def frame_numbers(self) -> bool:
+        """Whether the channel stores a frame number per frame."""
+        return self.channel.frame_numbers
+
+    @property
+    def frame_numbers_path(self) -> str | None:
+        """The frame numbers' dataset, or ``None``."""
+        return self.channel.frame_numbers_path
+
+    @property
+    def metadata(self) -> dict[str, np.dtype[Any]]:
+        """The per-frame metadata the channel declares: name -> dtype."""
+        return self.channel.metadata
+
+    @property
+    def metadata_paths(self) -> dict[str, str]:
+        """Each metadata value's dataset: name -> path."""
+        return self.channel.metadata_paths
+
     # -------------------------------------------------------------- operations
-    def push(self, frame: Any, *, timestamp: float | None = None) -> None:
+    def push(self, frame: Any, *, timestamp: float | None = None, frame_number: int | None = None,
+             metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame, blocking this thread while the queue is full (``block``)."""
-        self.channel.push_from_thread(frame, timestamp=timestamp)
+        self.channel.push_from_thread(frame, timestamp=timestamp, frame_number=frame_number, metadata=metadata)
 
-    def push_nowait(self, frame: Any, *, timestamp: float | None = None) -> None:
+    def push_nowait(self, frame: Any, *, timestamp: float | None = None, frame_number: int | None = None,
+                    metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame or raise :class:`~streamsave.QueueFull`; never blocks."""
-        self.channel.push_nowait(frame, timestamp=timestamp)
+        self.channel.push_nowait(frame, timestamp=timestamp, frame_number=frame_number, metadata=metadata)
 
-    def push_many(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None) -> None:
+    def push_many(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None,
+                  frame_numbers: npt.ArrayLike | None = None,
+                  metadata: Mapping[str, npt.ArrayLike] | None = None) -> None:
         """Queue a block of frames, blocking while the queue is full."""
-        self.channel.push_many_from_thread(frames, timestamps=timestamps)
+        self.channel.push_many_from_thread(frames, timestamps=timestamps, frame_numbers=frame_numbers,
+                                           metadata=metadata)
 
     def statistics(self) -> ChannelStatistics:
         """See :meth:`streamsave.Channel.statistics`."""
@@ -224,11 +249,14 @@ class Detector:
         overflow: Overflow | str | None = None,
         copy: bool = False,
         monotonic: bool = False,
+        frame_numbers: bool | None = None,
+        metadata: Mapping[str, npt.DTypeLike] | None = None,
     ) -> Channel:
         """See :meth:`streamsave.Detector.add_channel`."""
         return self._wrap(self.detector.add_channel(
             name, shape=shape, dtype=dtype, units=units, label=label, axes=axes, chunk_frames=chunk_frames,
-            queue_size=queue_size, overflow=overflow, copy=copy, monotonic=monotonic))
+            queue_size=queue_size, overflow=overflow, copy=copy, monotonic=monotonic, frame_numbers=frame_numbers,
+            metadata=metadata))
 
 
 class Subscription:

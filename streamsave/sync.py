@@ -26,6 +26,7 @@ this one pushes::
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -43,6 +44,7 @@ from ._errors import StreamSaveError
 from ._events import Event
 from ._events import Subscription as _AsyncSubscription
 from ._layout import ChannelPaths
+from ._log import LogHandler
 from ._saver import Saver as _AsyncSaver
 from ._spec import Axis, Overflow
 from ._stats import ChannelStatistics, Progress, SaverStatistics
@@ -328,6 +330,14 @@ class Saver:
     def add_detector(self, name: str, *, settings: Mapping[str, Any] | None = None) -> Detector:
         """See :meth:`streamsave.Saver.add_detector`."""
         return self._wrap(self.saver.add_detector(name, settings=settings))
+
+    def log(self, text: str, *, level: int = logging.INFO, timestamp: float | None = None) -> None:
+        """See :meth:`streamsave.Saver.log`; never blocks."""
+        self.saver.log(text, level=level, timestamp=timestamp)
+
+    def log_handler(self, level: int = logging.NOTSET) -> LogHandler:
+        """See :meth:`streamsave.Saver.log_handler`."""
+        return self.saver.log_handler(level)
 
     def flush(self) -> dict[str, int]:
         """See :meth:`streamsave.Saver.flush`; blocks until the flush is done."""

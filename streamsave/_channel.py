@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, SupportsIndex
 
 import anyio
 import anyio.lowlevel
@@ -312,7 +312,7 @@ class Channel:
         return ts
 
     # ------------------------------------------------------------------ pushing
-    async def push(self, frame: Any, *, timestamp: float | None = None, frame_number: int | None = None,
+    async def push(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
                    metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame for writing.
 
@@ -362,7 +362,7 @@ class Channel:
         while (wait := self._offer(data, ts, 1, False, self.overflow, extra)) is not None:
             await wait.wait()  # type: ignore[attr-defined]
 
-    def push_nowait(self, frame: Any, *, timestamp: float | None = None, frame_number: int | None = None,
+    def push_nowait(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
                     metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame without ever waiting (safe from any thread).
 
@@ -415,7 +415,7 @@ class Channel:
             while (wait := self._offer(block, ts, n, True, self.overflow, extra)) is not None:
                 await wait.wait()  # type: ignore[attr-defined]
 
-    def push_from_thread(self, frame: Any, *, timestamp: float | None = None, frame_number: int | None = None,
+    def push_from_thread(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
                          metadata: Mapping[str, Any] | None = None, timeout: float | None = None) -> None:
         """Queue one frame from any thread that is not the event loop's (e.g. a camera
         SDK callback). Same validation and overflow policies as :meth:`push`; under

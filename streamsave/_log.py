@@ -26,6 +26,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+import h5py
 import numpy as np
 
 from ._errors import LogMessageError
@@ -215,7 +216,7 @@ class LogWriter:
         """Write PyMoDAQ's ``/RawData/Logger`` rows (at close)."""
         if not self._texts:
             return
-        rows = np.empty(len(self._texts), dtype=object)
+        rows = np.empty(len(self._texts), dtype=h5py.vlen_dtype(np.uint8))
         for i, text in enumerate(self._texts):
             rows[i] = logger_row(text)
         backend.resize(LOGGER, len(rows))

@@ -43,10 +43,10 @@ def rewrite_logger(out: h5py.File, messages: tuple[LogMessage, ...]) -> None:
                                     chunks=(64,))
         logger.attrs.update({"CLASS": "VLARRAY", "TITLE": "Logger", "type": "log", "data_type": "strings",
                              "subdtype": "string", "EXTDIM": encode(0), "dtype": "uint8"})
-    rows = np.empty(len(messages), dtype=object)
+    rows = np.empty(len(messages), dtype=h5py.vlen_dtype(np.uint8))
     for i, message in enumerate(messages):
         rows[i] = logger_row(message.text)
     logger.resize((len(rows),))
     if len(rows):
-        logger[:] = rows
+        logger.write_direct(rows)  # slice assignment would broadcast rows of one length
     logger.attrs["shape"] = encode((len(rows),))

@@ -31,7 +31,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, SupportsIndex, TypeVar
 
 import anyio.from_thread
 import numpy as np
@@ -184,12 +184,12 @@ class Channel:
         return self.channel.metadata_paths
 
     # -------------------------------------------------------------- operations
-    def push(self, frame: Any, *, timestamp: float | None = None, frame_number: int | None = None,
+    def push(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
              metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame, blocking this thread while the queue is full (``block``)."""
         self.channel.push_from_thread(frame, timestamp=timestamp, frame_number=frame_number, metadata=metadata)
 
-    def push_nowait(self, frame: Any, *, timestamp: float | None = None, frame_number: int | None = None,
+    def push_nowait(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
                     metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame or raise :class:`~streamsave.QueueFull`; never blocks."""
         self.channel.push_nowait(frame, timestamp=timestamp, frame_number=frame_number, metadata=metadata)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import h5py
@@ -24,7 +24,7 @@ def _meta(i: int) -> dict[str, Any]:
     return {"exposure": 0.001 * i, "temperature": 290.0 + i, "position": i - 5, "shutter": i % 2 == 0}
 
 
-def _columns(path: Path, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _columns(path: Path, name: str) -> tuple[Any, dict[str, Any]]:
     """(frame numbers, metadata by name) of a channel, with plain h5py."""
     with h5py.File(path, "r") as f:
         g = f[channel_paths(path)[name]]
@@ -240,10 +240,10 @@ async def test_bad_frame_numbers_are_refused_and_lose_nothing(h5path: Path) -> N
                 ch.push_nowait(np.ones(2), frame_number=bad)
         with pytest.raises(streamsave.FrameNumberError, match="keeps no frame numbers"):
             await plain.push(1.0, frame_number=1)
-        for numbers, match in (([7, 7], "must increase"), ([8, 6], "must increase"), ([1.0, 2.0], "integers"),
-                               ([7], "2 integers"), ([4, 9], "not larger"), ([-2, 9], "from 0")):
+        for given, match in (([7, 7], "must increase"), ([8, 6], "must increase"), ([1.0, 2.0], "integers"),
+                             ([7], "2 integers"), ([4, 9], "not larger"), ([-2, 9], "from 0")):
             with pytest.raises(streamsave.FrameNumberError, match=match):
-                await ch.push_many(np.ones((2, 2)), frame_numbers=numbers)
+                await ch.push_many(np.ones((2, 2)), frame_numbers=given)
         await ch.push(np.full(2, 2.0), frame_number=np.int64(6))
         await ch.push(np.full(2, 3.0))
         assert ch.statistics().frames_rejected == 0 and ch.statistics().frames_pushed == 3
@@ -276,7 +276,7 @@ async def test_bad_metadata_is_refused_and_loses_nothing(h5path: Path) -> None:
                                  ({"e": [1.0, 2.0], "n": [1, 2]}, "missing 'z'"),
                                  ({"e": ["a", "b"], "n": [1, 2], "z": [1j, 2j]}, "2 numbers")):
             with pytest.raises(streamsave.MetadataError, match=match):
-                await ch.push_many(np.ones((2, 2)), metadata=bad_block)
+                await ch.push_many(np.ones((2, 2)), metadata=cast(Any, bad_block))
         with pytest.raises(streamsave.MetadataError, match="declares no metadata"):
             await plain.push(1.0, metadata={"e": 1.0})
         await ch.push(np.full(2, 2.0), metadata={"e": np.float64(0.5), "n": np.uint8(7), "z": 2})

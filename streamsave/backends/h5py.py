@@ -134,7 +134,11 @@ class H5pyBackend(Backend):
         self._writeback.wrote(len(data) if isinstance(data, bytes) else data.nbytes)
 
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
-        self._dataset(path)[start : start + len(values)] = values
+        dset = self._dataset(path)
+        if values.dtype.kind == "O":  # rows of a variable-length type: h5py would broadcast rows of one length
+            dset.write_direct(values, dest_sel=np.s_[start : start + len(values)])
+            return
+        dset[start : start + len(values)] = values
 
     def start_swmr(self) -> None:
         self.file.swmr_mode = True

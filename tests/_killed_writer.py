@@ -34,11 +34,13 @@ async def main(path: str, swmr: bool, compression: str | None) -> None:
                 print(json.dumps(durable), flush=True)
 
 
-def run_and_kill(path: Path, mode: str, compression: str, *, min_durable: int) -> dict[str, int]:
-    """Run this writer on ``path`` (``mode``: "swmr" or "plain"), SIGKILL it once every
-    channel has at least ``min_durable`` durable frames; returns the last durable counts."""
+def run_and_kill(path: Path, mode: str, compression: str, *, min_durable: int,
+                 script: str = __file__) -> dict[str, int]:
+    """Run this writer (or another ``script`` printing the same lines) on ``path`` (``mode``:
+    "swmr" or "plain"), SIGKILL it once every channel has at least ``min_durable`` durable
+    frames; returns the last durable counts."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen([sys.executable, __file__, str(path), mode, compression],
+    proc = subprocess.Popen([sys.executable, script, str(path), mode, compression],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     durable: dict[str, int] = {}
     try:

@@ -36,7 +36,7 @@ import numpy as np
 
 from ._columns import FRAME_NUMBERS, METADATA_GROUP
 from ._errors import ConfigError
-from ._log import LOG_DURABLE, LOG_INDEX, LOG_INDEX_DTYPE, LOG_TEXT
+from ._log import LOG_COLUMNS, LOG_DURABLE, LOG_TEXT
 from ._spec import Axis
 from ._version import __version__
 from .backends import AttrValue, Backend, DatasetSpec
@@ -293,10 +293,9 @@ class Layout:
         backend.create_dataset(LOG_TEXT, DatasetSpec(
             shape=(0,), maxshape=(None,), dtype=np.dtype(np.uint8), chunks=(1 << 16,),
             attrs={"CLASS": "EARRAY", "TITLE": "log messages, UTF-8, one after another", "encoding": "utf-8"}))
-        backend.create_dataset(LOG_INDEX, DatasetSpec(
-            shape=(0,), maxshape=(None,), dtype=LOG_INDEX_DTYPE, chunks=(4096,),
-            attrs={"CLASS": "EARRAY", "TITLE": "log messages: time (s since the Unix epoch), logging level, "
-                                               "end of the text in log_text"}))
+        for path, dtype, title in LOG_COLUMNS:
+            backend.create_dataset(path, DatasetSpec(shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,),
+                                                     attrs={"CLASS": "EARRAY", "TITLE": title}))
         backend.create_dataset(LOG_DURABLE, DatasetSpec(
             shape=(2,), dtype=np.dtype(np.int64), data=np.zeros(2, dtype=np.int64),
             attrs={"CLASS": "CARRAY", "TITLE": "log messages and text bytes the last flush made durable"}))

@@ -6,8 +6,9 @@ posted at each flush, in one write per dataset, under the same guarantees as
 frames (durable at the flush, consistent after a kill)::
 
     /streamsave/log_text       (bytes,) uint8, the messages' UTF-8 text, one after another
-    /streamsave/log_index      (N,) {time: f8, level: i4, end: i8}, one row a message
-                               (epoch seconds, logging level, where its text ends)
+    /streamsave/log_times      (N,) float64, when each message was logged (epoch seconds)
+    /streamsave/log_levels     (N,) int32, its logging level
+    /streamsave/log_ends       (N,) int64, where its text ends in log_text
     /streamsave/log_durable    (2,) int64: messages and text bytes the last flush made durable
 
 These are fixed-size types, which SWMR allows. PyMoDAQ's browser shows
@@ -36,10 +37,12 @@ if TYPE_CHECKING:
 
 __all__ = (
     "LOGGER",
+    "LOG_COLUMNS",
     "LOG_DURABLE",
-    "LOG_INDEX",
-    "LOG_INDEX_DTYPE",
+    "LOG_ENDS",
+    "LOG_LEVELS",
     "LOG_TEXT",
+    "LOG_TIMES",
     "MAX_PENDING",
     "LogBook",
     "LogHandler",
@@ -51,9 +54,17 @@ __all__ = (
 
 LOGGER: Final = "/RawData/Logger"
 LOG_TEXT: Final = "/streamsave/log_text"
-LOG_INDEX: Final = "/streamsave/log_index"
+LOG_TIMES: Final = "/streamsave/log_times"
+LOG_LEVELS: Final = "/streamsave/log_levels"
+LOG_ENDS: Final = "/streamsave/log_ends"
 LOG_DURABLE: Final = "/streamsave/log_durable"
-LOG_INDEX_DTYPE: Final = np.dtype([("time", "<f8"), ("level", "<i4"), ("end", "<i8")])
+#: one value per message: (path, dtype, title). Separate datasets, not one compound: PyTables
+#: (PyMoDAQ's default backend) cannot open a compound dataset that is not one of its tables
+LOG_COLUMNS: Final = (
+    (LOG_TIMES, np.dtype(np.float64), "time each message was logged, s since the Unix epoch"),
+    (LOG_LEVELS, np.dtype(np.int32), "logging level of each message"),
+    (LOG_ENDS, np.dtype(np.int64), "where the text of each message ends in log_text"),
+)
 #: messages waiting for the writer beyond this many are dropped (and counted)
 MAX_PENDING: Final = 100_000
 
@@ -193,16 +204,16 @@ class LogWriter:
         if not messages:
             return False
         blobs = [text.encode("utf-8", "backslashreplace") for _, _, text in messages]
-        index = np.empty(len(messages), dtype=LOG_INDEX_DTYPE)
-        index["time"] = [when for when, _, _ in messages]
-        index["level"] = [level for _, level, _ in messages]
-        index["end"] = self.nbytes + np.cumsum([len(b) for b in blobs])
+        columns: tuple[np.ndarray[Any, Any], ...] = (np.array([when for when, _, _ in messages], dtype=np.float64),
+                   np.array([level for _, level, _ in messages], dtype=np.int32),
+                   self.nbytes + np.cumsum([len(b) for b in blobs], dtype=np.int64))
         text = np.frombuffer(b"".join(blobs), dtype=np.uint8)
         backend.resize(LOG_TEXT, self.nbytes + text.size)
         if text.size:
             backend.write_rows(LOG_TEXT, self.nbytes, text)
-        backend.resize(LOG_INDEX, self.count + len(messages))
-        backend.write_rows(LOG_INDEX, self.count, index)
+        for (path, _, _), values in zip(LOG_COLUMNS, columns, strict=True):
+            backend.resize(path, self.count + len(messages))
+            backend.write_rows(path, self.count, values)
         self.count += len(messages)
         self.nbytes += text.size
         self._texts.extend(b.decode("utf-8") for b in blobs)

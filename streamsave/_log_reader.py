@@ -19,7 +19,7 @@ import numpy as np
 
 from ._log import LogMessage
 
-__all__ = ("messages_from_index", "messages_from_logger", "read_log", "string_from_pickle")
+__all__ = ("log_nodes", "messages_from_index", "messages_from_logger", "read_log", "string_from_pickle")
 
 #: the most messages, and text bytes, read from one file
 MAX_MESSAGES: Final = 10_000_000
@@ -45,24 +45,24 @@ def string_from_pickle(blob: bytes) -> str | None:
     return None
 
 
-def messages_from_index(index: h5py.Dataset, text: h5py.Dataset, durable: h5py.Dataset | None,
-                        *, bounded: bool, live: bool) -> tuple[LogMessage, ...]:
-    """The messages of streamsave's log datasets; with ``bounded``, only those the
-    last flush made durable (``durable``: messages, bytes). Stops at the first
-    message whose record is not consistent (a damaged file)."""
+def messages_from_index(index: tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset], text: h5py.Dataset,
+                        durable: h5py.Dataset | None, *, bounded: bool, live: bool) -> tuple[LogMessage, ...]:
+    """The messages of streamsave's log datasets (``index``: times, levels, ends);
+    with ``bounded``, only those the last flush made durable (``durable``: messages,
+    bytes). Stops at the first message whose record is not consistent (a damaged file)."""
     if live:
-        for node in (index, text, durable):
+        for node in (*index, text, durable):
             if node is not None:
                 node.refresh()
-    n, nbytes = int(index.shape[0]), int(text.shape[0])
+    n, nbytes = min(int(node.shape[0]) for node in index), int(text.shape[0])
     if bounded and durable is not None and durable.shape == (2,) and durable.dtype.kind in "iu":
         promised = np.asarray(durable[()], dtype=np.int64)
         n, nbytes = min(n, max(0, int(promised[0]))), min(nbytes, max(0, int(promised[1])))
     n, nbytes = min(n, MAX_MESSAGES), min(nbytes, MAX_TEXT_BYTES)
     if not n:
         return ()
-    rows = index[:n]
-    ends = np.asarray(rows["end"], dtype=np.int64)
+    times, levels, ends = (np.asarray(node[:n]) for node in index)
+    ends = ends.astype(np.int64)
     good = (ends <= nbytes) & (np.diff(ends, prepend=0) >= 0)
     n = int(np.argmin(good)) if not good.all() else n
     if not n:
@@ -70,8 +70,7 @@ def messages_from_index(index: h5py.Dataset, text: h5py.Dataset, durable: h5py.D
     raw = bytes(np.asarray(text[:int(ends[n - 1])], dtype=np.uint8))
     out = []
     start = 0
-    for when, level, end in zip(rows["time"][:n].tolist(), rows["level"][:n].tolist(), ends[:n].tolist(),
-                                strict=True):
+    for when, level, end in zip(times[:n].tolist(), levels[:n].tolist(), ends[:n].tolist(), strict=True):
         out.append(LogMessage(float(when), int(level), raw[start:end].decode("utf-8", "replace")))
         start = end
     return tuple(out)
@@ -93,12 +92,21 @@ def messages_from_logger(logger: h5py.Dataset) -> tuple[LogMessage, ...]:
     return tuple(out)
 
 
+def log_nodes(nodes: dict[str, Any]) -> tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset] | None:
+    """The times, levels and ends datasets, if all three are one-dimensional numbers."""
+    times, levels, ends = (nodes.get(key) for key in ("times", "levels", "ends"))
+    if not (isinstance(times, h5py.Dataset) and isinstance(levels, h5py.Dataset) and isinstance(ends, h5py.Dataset)):
+        return None
+    if not (times.ndim == levels.ndim == ends.ndim == 1 and times.dtype.kind in "iuf"
+            and levels.dtype.kind in "iu" and ends.dtype.kind in "iu"):
+        return None
+    return times, levels, ends
+
+
 def read_log(nodes: dict[str, Any], *, bounded: bool, live: bool) -> tuple[LogMessage, ...]:
     """``run.log``: from streamsave's datasets when the file has them, else from the Logger."""
-    index, text = nodes.get("index"), nodes.get("text")
-    if isinstance(index, h5py.Dataset) and isinstance(text, h5py.Dataset) and index.ndim == 1 \
-            and text.ndim == 1 and index.dtype.names is not None \
-            and {"time", "level", "end"} <= set(index.dtype.names) and text.dtype == np.uint8:
+    index, text = log_nodes(nodes), nodes.get("text")
+    if index is not None and isinstance(text, h5py.Dataset) and text.ndim == 1 and text.dtype == np.uint8:
         durable = nodes.get("durable")
         return messages_from_index(index, text, durable if isinstance(durable, h5py.Dataset) else None,
                                    bounded=bounded, live=live)

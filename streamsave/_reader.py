@@ -39,7 +39,7 @@ from ._channel_reader import ChannelReader, axis_from_node
 from ._errors import ReadError
 from ._hdf5 import set_property
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING
-from ._log import LOG_DURABLE, LOG_INDEX, LOG_TEXT, LOGGER, LogMessage
+from ._log import LOG_DURABLE, LOG_ENDS, LOG_LEVELS, LOG_TEXT, LOG_TIMES, LOGGER, LogMessage
 from ._log_reader import read_log
 from ._spec import Axis
 
@@ -250,7 +250,8 @@ class Run:
         with self._lock:
             self._check_open("log")
             nodes = {key: _member_at(self._file, path) for key, path in (
-                ("index", LOG_INDEX), ("text", LOG_TEXT), ("durable", LOG_DURABLE), ("logger", LOGGER))}
+                ("times", LOG_TIMES), ("levels", LOG_LEVELS), ("ends", LOG_ENDS), ("text", LOG_TEXT),
+                ("durable", LOG_DURABLE), ("logger", LOGGER))}
             try:
                 return read_log(nodes, bounded=self._unclosed, live=self.live)
             except _H5_ERRORS as exc:

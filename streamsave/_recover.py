@@ -52,7 +52,7 @@ from ._columns import FRAME_NUMBERS, METADATA_GROUP
 from ._errors import RecoveryError
 from ._hdf5 import set_property
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING, Layout, _Detector, encode
-from ._log import LOG_INDEX, LOG_TEXT
+from ._log import LOG_COLUMNS, LOG_TEXT
 from ._recover_log import durable_log, rewrite_logger
 from .backends import AttrValue, DatasetSpec
 from .backends.h5py import H5pyBackend
@@ -427,7 +427,9 @@ def _write(file: h5py.File, tmp: Path, plans: list[_Plan], unreadable: dict[str,
             lengths[column] = p.kept
     log = durable_log(file, unreadable)
     if log is not None:
-        lengths[LOG_INDEX], lengths[LOG_TEXT] = len(log[0]), log[1]
+        lengths[LOG_TEXT] = log[1]
+        for path, _, _ in LOG_COLUMNS:
+            lengths[path] = len(log[0])
     backend = H5pyBackend(tmp, "w", swmr=True)  # format bounds (v110, v110); never switched to SWMR
     try:
         out = backend.file

@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 
 from ._layout import encode
-from ._log import LOG_DURABLE, LOG_INDEX, LOG_TEXT, LOGGER, LogMessage, logger_row
-from ._log_reader import messages_from_index
+from ._log import LOG_DURABLE, LOG_ENDS, LOG_LEVELS, LOG_TEXT, LOG_TIMES, LOGGER, LogMessage, logger_row
+from ._log_reader import log_nodes, messages_from_index
 
 __all__ = ("durable_log", "rewrite_logger")
 
@@ -21,15 +21,16 @@ def durable_log(file: h5py.File, unreadable: dict[str, None]) -> tuple[tuple[Log
     """The log messages the last flush made durable and the bytes of their text, or
     ``None`` if the file has no streamsave log (a PyMoDAQ file: its Logger is copied
     as it is)."""
-    index, text, durable = file.get(LOG_INDEX), file.get(LOG_TEXT), file.get(LOG_DURABLE)
-    if not isinstance(index, h5py.Dataset) or not isinstance(text, h5py.Dataset):
+    index = log_nodes({"times": file.get(LOG_TIMES), "levels": file.get(LOG_LEVELS), "ends": file.get(LOG_ENDS)})
+    text, durable = file.get(LOG_TEXT), file.get(LOG_DURABLE)
+    if index is None or not isinstance(text, h5py.Dataset):
         return None
     try:
         messages = messages_from_index(index, text, durable if isinstance(durable, h5py.Dataset) else None,
                                        bounded=True, live=False)
-        return messages, int(index[len(messages) - 1]["end"]) if messages else 0
+        return messages, int(index[2][len(messages) - 1]) if messages else 0
     except _H5_ERRORS:
-        unreadable[LOG_INDEX] = None
+        unreadable[LOG_ENDS] = None
         return (), 0
 
 

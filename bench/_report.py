@@ -48,6 +48,9 @@ TARGETS: Final[dict[str, Target]] = {
     "16ch_aggregate_vs_single": Target(
         "ss_16x1d", "frames_per_s", "ss_1d", "frames_per_s",
         "16 detectors x 1D aggregate frames/s / one 1D channel frames/s"),
+    "2d_metadata4_vs_none": Target(
+        "ss_2d_none_meta4", "mb_per_s", "ss_2d_none", "mb_per_s",
+        "2D 512x512 uncompressed MB/s with 4 metadata values per frame / without", (">=", 0.9)),
     "swmr_off_vs_on": Target(
         "ss_2d_lz4_swmr_off", "mb_per_s", "ss_2d_lz4", "mb_per_s", "2D lz4 MB/s, SWMR off / on"),
     "flush01_vs_flush1": Target(

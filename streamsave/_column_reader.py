@@ -110,8 +110,11 @@ def find_columns(data: Any) -> tuple[h5py.Dataset | None, int | None, dict[str, 
         return None, None, {}
     numbers = _column_node(group, FRAME_NUMBERS)
     numbers = numbers if numbers is not None and numbers.dtype.kind in "iu" else None
-    last = envelope(attr(numbers, "last_frame_number")) if numbers is not None else None
-    last_number = last if type(last) is int and 0 <= last <= _MAX_NUMBER else None
+    raw = attr(numbers, "last_frame_number") if numbers is not None else None
+    last = envelope(raw) if isinstance(raw, str) else raw  # an int64, or an int in PyMoDAQ's envelope
+    last_number = None
+    if isinstance(last, int | np.integer) and not isinstance(last, bool | np.bool_) and 0 <= last <= _MAX_NUMBER:
+        last_number = int(last)
     metadata: dict[str, h5py.Dataset] = {}
     try:
         link = group.get(METADATA_GROUP, getlink=True)

@@ -12,6 +12,9 @@
         EnlData00                      (N, *frame_shape) frames, enlargeable
         Axis00 ...                     signal axes (index 1, 2, ...)
         AxisMM                         per-frame timestamps, epoch seconds (index 0)
+        FrameNumbers                   per-frame frame numbers, if the channel keeps them
+        Metadata/<name>                per-frame metadata, one dataset per declared name
+    /streamsave                        bookkeeping: the journal, the durable log (log_*)
 
 Every channel has its own time axis because channels run at different rates.
 At close, channels that never stored a frame are removed (PyMoDAQ's loader fails
@@ -401,12 +404,13 @@ class Layout:
         def column(path: str, dtype: np.dtype[Any], title: str, attrs: dict[str, AttrValue]) -> None:
             self._backend.create_dataset(path, DatasetSpec(
                 shape=(0,), maxshape=(None,), dtype=dtype, chunks=(TIME_CHUNK,),
-                attrs={"CLASS": "EARRAY", "TITLE": title, "EXTDIM": encode(0), "size": encode(0),
-                       "long_name": title, **attrs}))
+                attrs={"CLASS": "EARRAY", "TITLE": title, "EXTDIM": encode(0), "long_name": title, **attrs}))
 
+        # nothing here is rewritten but last_frame_number, a fixed-size int64 rewritten in place
+        # (an attribute whose size changes may need the object header to grow, which SWMR refuses)
         if paths.numbers is not None:
             column(paths.numbers, np.dtype(np.int64), "frame number", {
-                "last_frame_number": encode(-1),
+                "last_frame_number": np.int64(-1),
                 "description": "frame number of each stored frame; numbers missing between two stored frames "
                                "are frames the detector skipped or the saver dropped"})
         if paths.metadata:

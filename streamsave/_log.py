@@ -116,20 +116,20 @@ class LogBook:
         #: messages accepted
         self.posted = 0
 
-    def post(self, text: str, level: int, when: float) -> bool:
-        """Queue one message; ``False`` (nothing queued) once the saver closed."""
+    def post(self, text: str, level: int, when: float) -> str:
+        """Queue one message: ``"ok"``; or nothing queued: ``"closed"`` once the saver
+        closed, ``"full"`` with :data:`MAX_PENDING` messages waiting for the writer."""
         with self._lock:
             if self._closed:
-                return False
+                return "closed"
             if len(self._pending) >= MAX_PENDING:
-                self.dropped += 1
-                return True
+                return "full"
             self._pending.append((when, level, text))
             self.posted += 1
-            return True
+            return "ok"
 
     def refused(self) -> None:
-        """A handler's message arrived after the close: count it."""
+        """A handler's message was not taken (closed, or full): count it."""
         with self._lock:
             self.dropped += 1
 
@@ -179,7 +179,7 @@ class LogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        if not self._book.post(text, record.levelno, record.created):
+        if self._book.post(text, record.levelno, record.created) != "ok":
             self._book.refused()
 
 

@@ -17,10 +17,10 @@ from ._channel import Channel
 from ._config import SaverConfig, make_config
 from ._control import Control
 from ._detector import Detector
-from ._errors import ConfigError, StreamSaveError
+from ._errors import ConfigError, QueueFull, StreamSaveError
 from ._events import Event, EventHub, FileClosed, Subscription, WriterFailed
 from ._layout import Naming, check_name, settings_to_json
-from ._log import LogHandler, check_message
+from ._log import MAX_PENDING, LogHandler, check_message
 from ._stats import Progress, SaverStatistics, Timer
 from ._waker import LoopWaker
 from ._writer import Writer, WriterHooks
@@ -130,11 +130,16 @@ class Saver:
         :param timestamp: when it happened, seconds since the Unix epoch (default: now).
         :raises ~streamsave.LogMessageError: text not a str, level not an int, timestamp
             not a finite number.
+        :raises ~streamsave.QueueFull: 100,000 messages are waiting for the writer.
         :raises ~streamsave.SaverClosedError: the saver is closed (or the writer's failure).
         """
         message, lvl, when = check_message(text, level, timestamp)
-        if not self._control.log.post(message, lvl, when):
+        outcome = self._control.log.post(message, lvl, when)
+        if outcome == "closed":
             raise self._control.refusal()
+        if outcome == "full":
+            raise QueueFull(f"the log of {str(self.path)!r} has {MAX_PENDING:,} messages waiting for the writer; "
+                            "this one was not saved")
 
     def log_handler(self, level: int = logging.NOTSET) -> LogHandler:
         """A :class:`logging.Handler` saving records in this file (see :class:`~streamsave.LogHandler`):

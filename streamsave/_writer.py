@@ -80,12 +80,15 @@ class _TimeAxis:
     partly filled chunk is stored at each flush, in place (uncompressed, fixed size).
     The per-frame columns (frame numbers, metadata) are stored the same way."""
 
-    __slots__ = ("buf", "chunk", "dirty", "index", "path")
+    __slots__ = ("buf", "chunk", "dirty", "grow", "index", "path")
 
-    def __init__(self, path: str, chunk: int, dtype: npt.DTypeLike = np.float64) -> None:
+    def __init__(self, path: str, chunk: int, dtype: npt.DTypeLike = np.float64, *, grow: bool = False) -> None:
         self.path = path
         self.chunk = chunk
         self.buf = np.zeros(chunk, dtype=dtype)
+        #: extend the dataset itself before storing a full chunk (a column, resized with its
+        #: frames only at flush, not at every batch: one set_extent call per column saved each time)
+        self.grow = grow
         self.index = 0  # time chunk being filled
         self.dirty = False
 
@@ -101,6 +104,8 @@ class _TimeAxis:
             i += take
             self.dirty = True
             if pos == self.chunk:
+                if self.grow:
+                    backend.resize(self.path, (self.index + 1) * self.chunk)
                 backend.write_chunk(self.path, (self.index * self.chunk,), self.buf.data)
                 self.index += 1
                 pos = 0
@@ -142,7 +147,7 @@ class _Stream:
         self.time_axis = _TimeAxis(channel.paths.time, TIME_CHUNK)
         paths = channel.paths
         #: the per-frame columns' stores, in ``Columns.dtypes`` order, and their values for the chunk being filled
-        self.columns = [_TimeAxis(path, TIME_CHUNK, dtype) for path, dtype in zip(
+        self.columns = [_TimeAxis(path, TIME_CHUNK, dtype, grow=True) for path, dtype in zip(
             ((paths.numbers,) if paths.numbers else ()) + paths.metadata, channel._columns.dtypes, strict=True)]
         self.extras: list[Any] = []
 
@@ -500,9 +505,7 @@ class Writer:
         for stream, end in ends.items():
             backend.resize(stream.channel.paths.data, end)
             backend.resize(stream.channel.paths.time, end)
-            for col in stream.columns:
-                backend.resize(col.path, end)
-            stream.extent = end
+            stream.extent = end  # the columns follow at flush (and grow by whole chunks before)
         for i, (job, (payload, buf)) in enumerate(done):
             if self._aborting():  # an aborted close ran out of time: store nothing more
                 self._drop_jobs([j for j, _ in done[i:]])
@@ -586,6 +589,7 @@ class Writer:
         for stream in self.streams:
             stream.time_axis.store(backend)
             for col in stream.columns:
+                backend.resize(col.path, stream.extent)
                 col.store(backend)
         if self.log.store(backend, self.control.log.take()):  # messages posted since the last flush
             self.log.mark_durable(backend)
@@ -630,11 +634,9 @@ class Writer:
         attrs = Layout.final_attrs(stream.channel.shape, st.frames_written, dropped, st.frames_rejected)
         self.backend.set_attrs(stream.channel.paths.data, attrs)
         self.backend.set_attrs(stream.channel.paths.time, Layout.time_attrs(st.frames_written))
-        for path in stream.column_paths():
-            self.backend.set_attrs(path, Layout.time_attrs(st.frames_written))
         if stream.channel.paths.numbers is not None:
             self.backend.set_attrs(stream.channel.paths.numbers,
-                                   {"last_frame_number": encode(stream.channel._writer_last_number())})
+                                   {"last_frame_number": np.int64(stream.channel._writer_last_number())})
 
     def _finish(self) -> None:
         """Final attributes, removal of channels that never stored a frame (PyMoDAQ's

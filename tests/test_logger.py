@@ -205,3 +205,25 @@ def test_pickled_rows_are_parsed_never_loaded(tmp_path: Path, monkeypatch: pytes
         log = run.log
     assert [m.text for m in log] == ["first", "third"] and all(math.isnan(m.time) for m in log)
     assert not (tmp_path / "PWNED").exists()
+
+
+async def test_a_full_log_refuses_and_says_so(h5path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              lab_logger: logging.Logger) -> None:
+    """More messages waiting than the bound: saver.log raises QueueFull, a handler counts the
+    record as dropped; what was accepted is saved."""
+    import streamsave._log
+
+    monkeypatch.setattr(streamsave._log, "MAX_PENDING", 3)
+    async with streamsave.open_saver(h5path, flush_interval=60) as saver:
+        handler = saver.log_handler()
+        lab_logger.addHandler(handler)
+        for i in range(3):
+            saver.log(f"m{i}")
+        with pytest.raises(streamsave.QueueFull, match="messages waiting"):
+            saver.log("one too many")
+        lab_logger.info("dropped by the handler")
+        assert handler.dropped == 1
+        await saver.flush()  # the writer takes them: room again
+        saver.log("after the flush")
+    with streamsave.open_reader(h5path) as run:
+        assert [m.text for m in run.log] == ["m0", "m1", "m2", "after the flush"]

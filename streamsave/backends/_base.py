@@ -19,7 +19,7 @@ import numpy.typing as npt
 __all__ = ("AttrValue", "Backend", "DatasetSpec")
 
 #: What an attribute may hold once the layout has encoded it.
-AttrValue: TypeAlias = str | int | float | bytes | npt.NDArray[Any]
+AttrValue: TypeAlias = str | int | float | bytes | np.generic | npt.NDArray[Any]
 
 
 class DatasetSpec:

@@ -363,4 +363,14 @@ class _Writeback:
 
 def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, AttrValue]) -> None:
     for key, value in attrs.items():
+        if isinstance(value, np.generic) and key in node.attrs and _same_type(node, key, value):
+            # in place: h5py's assignment creates a new attribute beside the old one first, which can
+            # make an object header grow, and HDF5 fails that under SWMR ("Parent entry isn't pinned")
+            node.attrs.modify(key, value)
+            continue
         node.attrs[key] = value
+
+
+def _same_type(node: h5py.HLObject, key: str, value: np.generic) -> bool:
+    old = node.attrs.get_id(key)
+    return bool(old.dtype == value.dtype and old.shape == ())

@@ -3,6 +3,7 @@ with plain h5py and with the reader, refused with typed errors when wrong."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any, cast
@@ -287,3 +288,19 @@ async def test_bad_metadata_is_refused_and_loses_nothing(h5path: Path) -> None:
     assert data[:, 0].tolist() == [0.0, 2.0, 3.0, 3.0]
     assert meta["n"].tolist() == [3, 7, 1, 2] and meta["e"].tolist() == [1.0, 0.5, 1.0, 2.0]
     assert meta["z"].tolist() == [1j, 2, 0.5, 1]
+
+
+async def test_info_shows_frame_numbers_gaps_and_metadata(h5path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamsave.cli import main
+
+    async with streamsave.open_saver(h5path) as saver:
+        ch = saver.add_detector("D").add_channel("c", frame_numbers=True, metadata={"e": "float32"})
+        for number in (0, 1, 2, 5, 6, 10):
+            await ch.push(1.0, frame_number=number, metadata={"e": 0.5})
+    assert main(["info", "--json", str(h5path)]) == 0
+    doc = json.loads(capsys.readouterr().out)["channels"]["D/c"]
+    assert doc["frame_numbers"] == {"first": 0, "last": 10, "missing": 5, "gaps": [[3, 4], [7, 9]]}
+    assert doc["metadata"] == {"e": "float32"}
+    assert main(["info", str(h5path)]) == 0
+    text = capsys.readouterr().out
+    assert "numbers  0..10, 5 missing in 2 gaps (3-4, 7-9)" in text and "metadata e (float32)" in text

@@ -304,3 +304,24 @@ async def test_info_shows_frame_numbers_gaps_and_metadata(h5path: Path, capsys: 
     assert main(["info", str(h5path)]) == 0
     text = capsys.readouterr().out
     assert "numbers  0..10, 5 missing in 2 gaps (3-4, 7-9)" in text and "metadata e (float32)" in text
+
+
+@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest"])
+async def test_small_frames_batched_and_dropped_keep_their_columns(h5path: Path, overflow: str) -> None:
+    """Scalars are queued in batches; dropping part of a batch drops its columns with it."""
+    async with streamsave.open_saver(h5path, flush_interval=0.01) as saver:
+        ch = saver.add_detector("D").add_channel("c", dtype="int64", queue_size=64, chunk_frames=8,
+                                                 overflow=overflow, metadata={"m": "int64"})
+        for i in range(20_000):
+            ch.push_nowait(i, metadata={"m": -i})  # never yields: the writer falls behind
+            if i % 5000 == 0:
+                await ch.push_many(np.arange(i, i + 3), metadata={"m": -np.arange(i, i + 3)})
+    data, _ = read_channel(h5path, "D/c")
+    numbers, meta = _columns(h5path, "D/c")
+    values = data[:, 0]
+    np.testing.assert_array_equal(meta["m"], -values)
+    assert (np.diff(numbers) > 0).all() and len(numbers) == len(values)
+    st = ch.statistics()
+    assert st.frames_dropped > 0 and st.frames_written + st.frames_dropped == st.frames_pushed
+    with streamsave.open_reader(h5path) as run:  # every drop is a missing number, at the end too
+        assert sum(len(r) for r in run.channels["D/c"].missing_frames()) == st.frames_dropped

@@ -139,6 +139,7 @@ class Channel:
         self._stage_n = 0
         self._stage_extras: list[tuple[Any, ...]] = []  # the open batch's columns, one tuple a frame
         self._last_number = -1  # the last frame number given or assigned (accepted or dropped)
+        self._first_number = -1  # the first one
         self._queued = 0  # frames in _entries and the stage, not yet taken by the writer
         self._left = 0  # frames that left the queue: taken by the writer, or dropped from it
         self._held = 0  # frames accepted and neither stored nor dropped: what counts against queue_size
@@ -504,7 +505,7 @@ class Channel:
                     self._evict_locked(fill + n - self.queue_size)
                 if self._held + n > self.queue_size and self._held:  # drop_newest, or nothing left to evict
                     if extra is not None and self._numbered:  # the dropped frames keep their numbers
-                        self._last_number = int(number[-1]) if is_block else number
+                        self._commit_number_locked(number, is_block)
                     self._pushed += n
                     self._dropped += n
                     self._report_locked(self._held)
@@ -512,7 +513,7 @@ class Channel:
             ts = self._stamp_locked(ts, n, is_block)
             if extra is not None:
                 if self._numbered:
-                    self._last_number = int(number[-1]) if is_block else number
+                    self._commit_number_locked(number, is_block)
                     cols = (number, *extra[1])
                 else:
                     cols = extra[1]
@@ -571,6 +572,12 @@ class Channel:
         if first <= last:
             raise self._columns.order_error(first, last)
         return given
+
+    def _commit_number_locked(self, number: Any, is_block: bool) -> None:
+        """The frame number(s) are taken (the frames queued or dropped)."""
+        if self._first_number < 0:
+            self._first_number = int(number[0]) if is_block else number
+        self._last_number = int(number[-1]) if is_block else number
 
     def _stamp_locked(self, ts: Any, n: int, is_block: bool) -> Any:
         """The timestamp(s) to store: the library's own (never going backwards, and on a
@@ -678,10 +685,10 @@ class Channel:
             self._left += count
         return taken
 
-    def _writer_last_number(self) -> int:
-        """The last frame number given or assigned, stored or dropped (-1: none)."""
+    def _writer_number_range(self) -> tuple[int, int]:
+        """The first and the last frame number given or assigned, stored or dropped (-1: none)."""
         with self._lock:
-            return self._last_number
+            return self._first_number, self._last_number
 
     def _writer_queued(self) -> int:
         """Frames queued and not yet taken."""

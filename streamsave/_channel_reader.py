@@ -103,7 +103,7 @@ class ChannelReader:
         self._units = text(attr(data, "units")) or ""
         self._label = text(attr(data, "label")) or name
         self._compression = _compression(data)
-        self._numbers, self._last_number, self._metadata = find_columns(data)
+        self._numbers, self._number_span, self._metadata = find_columns(data)
         self._length = 0
         self._update_length()
 
@@ -174,8 +174,9 @@ class ChannelReader:
     def missing_frames(self) -> list[range]:
         """The frame numbers missing from the channel, as ranges: the frames the
         detector skipped or the saver dropped, between its first and its last frame,
-        and after its last frame those dropped at the end (known once the writer has
-        closed the file). Empty if none are missing.
+        and before and after them those the saver dropped (known once the writer has
+        closed the file: it records the first and last numbers it assigned). Empty if
+        none are missing.
 
         :raises ~streamsave.ReadError: the channel has no frame numbers.
         """
@@ -184,7 +185,8 @@ class ChannelReader:
         numbers = Column(self, self._numbers, "frame_number")[:]
         if numbers.size > 1 and (np.diff(numbers) <= 0).any():
             raise ReadError(f"{self.full_name!r}: its frame numbers do not increase, so missing ones cannot be told")
-        return gaps(numbers, None if self._run.writing else self._last_number)
+        first, last = (None, None) if self._run.writing else self._number_span
+        return gaps(numbers, last, first)
 
     @property
     def frames_durable(self) -> int:

@@ -102,19 +102,24 @@ def _column_node(group: Any, name: str) -> h5py.Dataset | None:
         return None
 
 
-def find_columns(data: Any) -> tuple[h5py.Dataset | None, int | None, dict[str, h5py.Dataset]]:
-    """A channel's frame numbers, the last number its writer assigned (``None`` if not
-    recorded), and its metadata datasets by name, found beside its data node."""
+def _number_attr(numbers: h5py.Dataset | None, key: str) -> int | None:
+    raw = attr(numbers, key) if numbers is not None else None
+    value = envelope(raw) if isinstance(raw, str) else raw  # an int64, or an int in PyMoDAQ's envelope
+    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_) and 0 <= value <= _MAX_NUMBER:
+        return int(value)
+    return None
+
+
+def find_columns(data: Any) -> tuple[h5py.Dataset | None, tuple[int | None, int | None], dict[str, h5py.Dataset]]:
+    """A channel's frame numbers, the first and last numbers its writer assigned
+    (``None`` if not recorded), and its metadata datasets by name, found beside its
+    data node."""
     group = getattr(data, "parent", None)
     if not isinstance(data, h5py.Dataset) or not isinstance(group, h5py.Group):
-        return None, None, {}
+        return None, (None, None), {}
     numbers = _column_node(group, FRAME_NUMBERS)
     numbers = numbers if numbers is not None and numbers.dtype.kind in "iu" else None
-    raw = attr(numbers, "last_frame_number") if numbers is not None else None
-    last = envelope(raw) if isinstance(raw, str) else raw  # an int64, or an int in PyMoDAQ's envelope
-    last_number = None
-    if isinstance(last, int | np.integer) and not isinstance(last, bool | np.bool_) and 0 <= last <= _MAX_NUMBER:
-        last_number = int(last)
+    span = (_number_attr(numbers, "first_frame_number"), _number_attr(numbers, "last_frame_number"))
     metadata: dict[str, h5py.Dataset] = {}
     try:
         link = group.get(METADATA_GROUP, getlink=True)
@@ -126,14 +131,17 @@ def find_columns(data: Any) -> tuple[h5py.Dataset | None, int | None, dict[str, 
         node = _column_node(meta, name)
         if node is not None:
             metadata[name] = node
-    return numbers, last_number, metadata
+    return numbers, span, metadata
 
 
-def gaps(numbers: npt.NDArray[Any], last: int | None) -> list[range]:
-    """The frame numbers missing from ``numbers`` (increasing), as ranges: between
-    consecutive frames, and after the last one up to ``last``."""
+def gaps(numbers: npt.NDArray[Any], last: int | None, first: int | None = None) -> list[range]:
+    """The frame numbers missing from ``numbers`` (increasing), as ranges: from
+    ``first`` to the first frame, between consecutive frames, and after the last one
+    up to ``last``."""
     numbers = np.asarray(numbers, dtype=np.int64)
     out: list[range] = []
+    if first is not None and numbers.size and first < int(numbers[0]):
+        out.append(range(first, int(numbers[0])))
     if numbers.size > 1:
         steps = np.diff(numbers)
         out.extend(range(int(numbers[i]) + 1, int(numbers[i + 1])) for i in np.flatnonzero(steps > 1))

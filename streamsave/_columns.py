@@ -18,8 +18,10 @@ number must be an integer >= 0 larger than the channel's previous one, given or
 assigned, so numbers increase strictly along the file. A frame dropped by the
 overflow policy keeps its number, which is then missing from the file, like the
 frames the detector skipped: a reader tells which frames are missing from the gaps
-(``ChannelReader.missing_frames()``). The last number assigned is recorded at close
-(``last_frame_number``), so frames dropped at the end (an aborted close) show too.
+(``ChannelReader.missing_frames()``). The first and last numbers assigned are
+recorded at close (``first_frame_number``, ``last_frame_number``, int64 attributes
+rewritten in place), so frames dropped before the first stored one or after the last
+(an aborted close) show too.
 
 **Metadata** (``add_channel(metadata={"exposure": "float64", ...})``): every push
 gives every declared value (``push(frame, metadata={"exposure": 0.01, ...})``), each

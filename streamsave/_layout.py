@@ -410,7 +410,7 @@ class Layout:
         # (an attribute whose size changes may need the object header to grow, which SWMR refuses)
         if paths.numbers is not None:
             column(paths.numbers, np.dtype(np.int64), "frame number", {
-                "last_frame_number": np.int64(-1),
+                "first_frame_number": np.int64(-1), "last_frame_number": np.int64(-1),
                 "description": "frame number of each stored frame; numbers missing between two stored frames "
                                "are frames the detector skipped or the saver dropped"})
         if paths.metadata:

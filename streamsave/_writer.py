@@ -635,8 +635,9 @@ class Writer:
         self.backend.set_attrs(stream.channel.paths.data, attrs)
         self.backend.set_attrs(stream.channel.paths.time, Layout.time_attrs(st.frames_written))
         if stream.channel.paths.numbers is not None:
+            first, last = stream.channel._writer_number_range()
             self.backend.set_attrs(stream.channel.paths.numbers,
-                                   {"last_frame_number": np.int64(stream.channel._writer_last_number())})
+                                   {"first_frame_number": np.int64(first), "last_frame_number": np.int64(last)})
 
     def _finish(self) -> None:
         """Final attributes, removal of channels that never stored a frame (PyMoDAQ's

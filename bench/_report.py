@@ -58,6 +58,9 @@ TARGETS: Final[dict[str, Target]] = {
     "scan_2d_lz4_random_vs_raster": Target(
         "ss_scan_2d_lz4_random", "mb_per_s", "ss_scan_2d_lz4", "mb_per_s",
         "2D blosc2-lz4 grid scan MB/s, points in a shuffled order / in raster order"),
+    "2d_metadata4_vs_none": Target(
+        "ss_2d_none_meta4", "mb_per_s", "ss_2d_none", "mb_per_s",
+        "2D 512x512 uncompressed MB/s with 4 metadata values per frame / without", (">=", 0.9)),
     "swmr_off_vs_on": Target(
         "ss_2d_lz4_swmr_off", "mb_per_s", "ss_2d_lz4", "mb_per_s", "2D lz4 MB/s, SWMR off / on"),
     "flush01_vs_flush1": Target(

@@ -44,6 +44,7 @@ class Chan:
     quick: int
     block: int = 0  # > 0: push_many blocks of this many frames
     yield_every: int = 0  # > 0: the producer yields to the loop every N pushes
+    metadata: int = 0  # > 0: this many float64 metadata values per frame (push(frame, metadata={...}))
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ SCENARIOS: Final = {s.name: s for s in (
     Scenario("ss_2d_none", (_cam(),), "none", series="streamsave uncompressed"),
     Scenario("ss_2d_lz4", (_cam(),), "lz4", series="streamsave blosc2-lz4"),
     Scenario("ss_2d_zstd1bit", (_cam(),), "zstd1bit", series="streamsave zstd-1 bitshuffle"),
+    # ss_2d_none with 4 named float64 values per frame (areaDetector's NDAttributes)
+    Scenario("ss_2d_none_meta4", (Chan("Camera", "image", "2d512", 4000, 400, yield_every=1, metadata=4),), "none"),
     # 64 frames of 8 MiB: a 512 MiB queue (256 would ask for 2 GiB, over the engine's
     # default memory budget)
     Scenario("ss_2d2048_lz4", (Chan("Camera", "image", "2d2048", 500, 40, yield_every=1),), "lz4",
@@ -188,6 +191,25 @@ async def _push_frames(ch: Any, pool: Array, n: int, yield_every: int, lat: Late
             await anyio.lowlevel.checkpoint()
 
 
+#: the metadata of the scenarios that push some: name -> dtype
+META_NAMES: Final = ("exposure", "temperature", "x", "y", "gain", "counter", "humidity", "pressure")
+
+
+async def _push_frames_meta(ch: Any, pool: Array, n: int, yield_every: int, lat: Latency, k: int) -> None:
+    """``_push_frames`` with ``k`` metadata values per frame, a new dict each frame as a
+    driver would build it."""
+    push, out, clock = ch.push, lat.ns, time.perf_counter_ns
+    size = pool.shape[0]
+    names = META_NAMES[:k]
+    for i in range(n):
+        t = clock()
+        value = float(i)
+        await push(pool[i % size], metadata={name: value for name in names})
+        out[i] = clock() - t
+        if yield_every and (i + 1) % yield_every == 0:
+            await anyio.lowlevel.checkpoint()
+
+
 async def _push_blocks(ch: Any, blocks: list[Array], n: int, lat: Latency) -> None:
     push_many, out, clock = ch.push_many, lat.ns, time.perf_counter_ns
     done, k, size = 0, 0, blocks[0].shape[0]
@@ -232,14 +254,18 @@ async def _main(ss: ModuleType, sc: Scenario, ctx: Ctx, pools: dict[str, Array],
                 if c.detector not in dets:
                     dets[c.detector] = saver.add_detector(c.detector)
                 kind = KINDS[c.kind]
+                extra = {"metadata": dict.fromkeys(META_NAMES[:c.metadata], "float64")} if c.metadata else {}
                 chans.append(dets[c.detector].add_channel(c.name, shape=kind.shape,
-                                                          dtype=kind.dtype))
+                                                          dtype=kind.dtype, **extra))
             await _attach_subscribers(saver, sc.subscribers, tg, events)
             async with anyio.create_task_group() as pushers:
                 for c, ch, lat in zip(sc.channels, chans, lats, strict=True):
                     n = ctx.count(c.full, c.quick)
                     if c.block:
                         pushers.start_soon(_push_blocks, ch, blocks[c.kind], n, lat)
+                    elif c.metadata:
+                        pushers.start_soon(_push_frames_meta, ch, pools[c.kind], n, c.yield_every, lat,
+                                           c.metadata)
                     else:
                         pushers.start_soon(_push_frames, ch, pools[c.kind], n, c.yield_every,
                                            lat)
@@ -389,7 +415,7 @@ def _params(sc: Scenario, ctx: Ctx) -> dict[str, Any]:
         "n_channels": len(sc.channels), "kind": first.key, "frame_bytes": first.nbytes,
         "channels": [{"detector": c.detector, "channel": c.name, "kind": c.kind,
                       "frames": ctx.count(c.full, c.quick), "push_many_block": c.block,
-                      "yield_every": c.yield_every} for c in sc.channels],
+                      "yield_every": c.yield_every, "metadata_values": c.metadata} for c in sc.channels],
         "cpu_count": os.cpu_count(),
     }
     if sc.series is not None:

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from ._channel import Channel
 from ._channel_reader import ChannelReader, FrameBlock, Timestamps
+from ._column_reader import Column
 from ._config import SaverConfig
 from ._detector import Detector
 from ._errors import (
     ConfigError,
     FrameMismatchError,
+    FrameNumberError,
     LayoutFrozenError,
+    LogMessageError,
+    MetadataError,
     QueueFull,
     ReadError,
     RecoveryError,
@@ -40,6 +44,7 @@ from ._events import (
     Subscription,
     WriterFailed,
 )
+from ._log import LogHandler, LogMessage
 from ._reader import Run, open_reader
 from ._recover import ChannelRecovery, RecoveryReport, recover
 from ._replay import Replay, ReplayItem, ReplayStatistics, replay
@@ -60,6 +65,7 @@ __all__ = (
     "ChannelReader",
     "ChannelRecovery",
     "ChannelStatistics",
+    "Column",
     "Compression",
     "ConfigError",
     "Detector",
@@ -69,9 +75,14 @@ __all__ = (
     "Flushed",
     "FrameBlock",
     "FrameMismatchError",
+    "FrameNumberError",
     "FramesDropped",
     "FramesWritten",
     "LayoutFrozenError",
+    "LogHandler",
+    "LogMessage",
+    "LogMessageError",
+    "MetadataError",
     "OperationTiming",
     "Overflow",
     "Progress",

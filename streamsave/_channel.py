@@ -24,14 +24,15 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, SupportsIndex
 
 import anyio
 import anyio.lowlevel
 import numpy as np
 import numpy.typing as npt
 
+from ._columns import Columns
 from ._errors import FrameMismatchError, QueueFull, TimestampError
 from ._events import Backpressure, FramesDropped
 from ._layout import ChannelPaths, stored_shape
@@ -43,9 +44,11 @@ if TYPE_CHECKING:
 
 __all__ = ("SMALL_FRAME_BYTES", "STAGE_FRAMES", "Channel", "Entry")
 
-#: an entry in a queue: (frame or block, timestamp(s), number of frames). A single
-#: frame has a float timestamp; a block (``n`` frames along axis 0) an array of them.
-Entry = tuple[Any, Any, int]
+#: an entry in a queue: (frame or block, timestamp(s), number of frames, columns). A single
+#: frame has a float timestamp; a block (``n`` frames along axis 0) an array of them. The
+#: columns are ``None`` on a channel without per-frame columns, else one value (one frame)
+#: or array (a block) per column, in ``Columns.dtypes`` order (see ``streamsave._columns``).
+Entry = tuple[Any, Any, int, Any]
 
 #: frames this small are copied into batches as they are pushed
 SMALL_FRAME_BYTES: Final = 512
@@ -81,6 +84,7 @@ class Channel:
         copy: bool,
         monotonic: bool,
         paths: ChannelPaths,
+        columns: Columns | None = None,
     ) -> None:
         self._control = control
         self.detector = detector
@@ -107,6 +111,11 @@ class Channel:
         self.frame_nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         #: where the channel's nodes are in the file
         self.paths = paths
+        self._columns = columns if columns is not None else Columns(
+            f"channel {detector + '/' + name!r}", numbers=False, metadata=())
+        #: no per-frame columns: pushes skip their checks
+        self._plain = not self._columns.dtypes
+        self._numbered = self._columns.numbers
         # scalar channels accept their own numpy scalar type, and floats when lossless, as they are
         self._scalar_type: type | None = dtype.type if not shape else None
         self._takes_float = not shape and dtype.kind == "f" and dtype.itemsize >= 8
@@ -128,6 +137,9 @@ class Channel:
         self._stage_list: list[Any] = []
         self._stage_list_times: list[float] = []
         self._stage_n = 0
+        self._stage_extras: list[tuple[Any, ...]] = []  # the open batch's columns, one tuple a frame
+        self._last_number = -1  # the last frame number given or assigned (accepted or dropped)
+        self._first_number = -1  # the first one
         self._queued = 0  # frames in _entries and the stage, not yet taken by the writer
         self._left = 0  # frames that left the queue: taken by the writer, or dropped from it
         self._held = 0  # frames accepted and neither stored nor dropped: what counts against queue_size
@@ -178,6 +190,26 @@ class Channel:
     def time_axis_path(self) -> str:
         """The per-frame timestamps' dataset, shape ``(N,)``, epoch seconds."""
         return self.paths.time
+
+    @property
+    def frame_numbers(self) -> bool:
+        """Whether the channel stores a frame number per frame (see ``add_channel``)."""
+        return self._numbered
+
+    @property
+    def frame_numbers_path(self) -> str | None:
+        """The frame numbers' dataset, shape ``(N,)`` int64, or ``None``."""
+        return self.paths.numbers
+
+    @property
+    def metadata(self) -> dict[str, np.dtype[Any]]:
+        """The per-frame metadata the channel declares: name -> dtype."""
+        return dict(self._columns.metadata)
+
+    @property
+    def metadata_paths(self) -> dict[str, str]:
+        """Each metadata value's dataset, shape ``(N,)``: name -> path."""
+        return dict(zip(self._columns.names, self.paths.metadata, strict=True))
 
     # ------------------------------------------------------------------ validation
     def _check_frame(self, frame: Any) -> Any:
@@ -281,7 +313,8 @@ class Channel:
         return ts
 
     # ------------------------------------------------------------------ pushing
-    async def push(self, frame: Any, *, timestamp: float | None = None) -> None:
+    async def push(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
+                   metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame for writing.
 
         Returns as soon as the frame is queued. When the queue is full, what happens
@@ -303,23 +336,35 @@ class Channel:
             the time the frame is queued; such timestamps never go backwards within
             a channel, even if the system clock is stepped back). Given timestamps
             are stored as given, unless the channel was declared ``monotonic=True``.
+        :param frame_number: the frame's number (e.g. the detector's hardware counter),
+            for a channel declared with ``frame_numbers=True``: an integer >= 0 larger
+            than the previous frame's. Default: the previous number plus one.
+        :param metadata: the frame's values of every metadata name the channel declared
+            (``{"exposure": 0.01, "temperature": 293.2}``), each converted to its dtype.
         :raises ~streamsave.FrameMismatchError: wrong shape, dtype or type.
         :raises ~streamsave.TimestampError: timestamp not a finite number, or earlier
             than the previous one on a ``monotonic`` channel.
+        :raises ~streamsave.FrameNumberError: a frame number that is not an integer >= 0
+            larger than the previous one, or given to a channel without frame numbers.
+        :raises ~streamsave.MetadataError: metadata with an unknown or missing name, or
+            a value that does not convert to its declared dtype.
         :raises ~streamsave.QueueFull: queue full with ``overflow="error"``.
         :raises ~streamsave.SaverClosedError: the saver is closing or closed.
         :raises ~streamsave.StorageError: the writer failed (the same error again).
         """
         data = self._check_frame(frame)
         ts = self._check_timestamp(timestamp)
+        extra = None if self._plain and frame_number is None and metadata is None else \
+            self._check_extra(frame_number, metadata)
         now = time.monotonic()
         if now >= self._yield_at:
             self._yield_at = now + YIELD_INTERVAL
             await anyio.lowlevel.checkpoint()
-        while (wait := self._offer(data, ts, 1, False, self.overflow)) is not None:
+        while (wait := self._offer(data, ts, 1, False, self.overflow, extra)) is not None:
             await wait.wait()  # type: ignore[attr-defined]
 
-    def push_nowait(self, frame: Any, *, timestamp: float | None = None) -> None:
+    def push_nowait(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
+                    metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame without ever waiting (safe from any thread).
 
         Like :meth:`push`, but a full queue raises :class:`~streamsave.QueueFull`
@@ -328,10 +373,14 @@ class Channel:
         """
         data = self._check_frame(frame)
         ts = self._check_timestamp(timestamp)
+        extra = None if self._plain and frame_number is None and metadata is None else \
+            self._check_extra(frame_number, metadata)
         policy = Overflow.ERROR if self.overflow is Overflow.BLOCK else self.overflow
-        self._offer(data, ts, 1, False, policy)
+        self._offer(data, ts, 1, False, policy, extra)
 
-    async def push_many(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None) -> None:
+    async def push_many(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None,
+                        frame_numbers: npt.ArrayLike | None = None,
+                        metadata: Mapping[str, npt.ArrayLike] | None = None) -> None:
         """Queue a block of frames (shape ``(n, *shape)``) in one call: all of them or none.
 
         Much cheaper per frame than :meth:`push` for small frames (scalars, spectra).
@@ -343,22 +392,32 @@ class Channel:
 
         :param timestamps: ``n`` acquisition times (default: the time the block is
             queued, for every frame).
+        :param frame_numbers: ``n`` increasing frame numbers (default: following the
+            previous frame's number), see :meth:`push`.
+        :param metadata: ``n`` values of every declared metadata name
+            (``{"exposure": [0.01, 0.01, ...], ...}``).
         :raises ~streamsave.FrameMismatchError: wrong shape, dtype or type.
         :raises ~streamsave.TimestampError: wrong number of timestamps, or not finite.
+        :raises ~streamsave.FrameNumberError: see :meth:`push`; also numbers that do not
+            increase within the block.
+        :raises ~streamsave.MetadataError: see :meth:`push`; also not ``n`` values of a name.
         :raises ~streamsave.QueueFull: the block does not fit now with ``overflow="error"``.
         """
         block = self._check_block(frames)
         n = block.shape[0]
         ts = self._check_timestamps(timestamps, n)
+        extra = None if self._plain and frame_numbers is None and metadata is None else \
+            self._check_extra_block(frame_numbers, metadata, n)
         now = time.monotonic()
         if now >= self._yield_at:
             self._yield_at = now + YIELD_INTERVAL
             await anyio.lowlevel.checkpoint()
         if n:
-            while (wait := self._offer(block, ts, n, True, self.overflow)) is not None:
+            while (wait := self._offer(block, ts, n, True, self.overflow, extra)) is not None:
                 await wait.wait()  # type: ignore[attr-defined]
 
-    def push_from_thread(self, frame: Any, *, timestamp: float | None = None, timeout: float | None = None) -> None:
+    def push_from_thread(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
+                         metadata: Mapping[str, Any] | None = None, timeout: float | None = None) -> None:
         """Queue one frame from any thread that is not the event loop's (e.g. a camera
         SDK callback). Same validation and overflow policies as :meth:`push`; under
         ``block`` it blocks the calling thread (never the event loop) until there is
@@ -366,24 +425,42 @@ class Channel:
 
         :raises RuntimeError: when called on the event loop's thread (use ``await push()``).
         """
-        self._push_from_thread(self._check_frame(frame), self._check_timestamp(timestamp), 1, False, timeout)
+        data = self._check_frame(frame)
+        ts = self._check_timestamp(timestamp)
+        extra = None if self._plain and frame_number is None and metadata is None else \
+            self._check_extra(frame_number, metadata)
+        self._push_from_thread(data, ts, 1, False, timeout, extra)
 
     def push_many_from_thread(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None,
+                              frame_numbers: npt.ArrayLike | None = None,
+                              metadata: Mapping[str, npt.ArrayLike] | None = None,
                               timeout: float | None = None) -> None:
         """:meth:`push_many` for foreign threads (all or nothing, the same errors);
         see :meth:`push_from_thread`."""
         block = self._check_block(frames)
         n = block.shape[0]
         ts = self._check_timestamps(timestamps, n)
+        extra = None if self._plain and frame_numbers is None and metadata is None else \
+            self._check_extra_block(frame_numbers, metadata, n)
         if n:
-            self._push_from_thread(block, ts, n, True, timeout)
+            self._push_from_thread(block, ts, n, True, timeout, extra)
 
-    def _push_from_thread(self, data: Any, ts: Any, n: int, is_block: bool, timeout: float | None) -> None:
+    def _check_extra(self, frame_number: Any, metadata: Any) -> tuple[Any, tuple[Any, ...]]:
+        """One frame's (given frame number or None, metadata values), checked."""
+        columns = self._columns
+        return columns.check_number(frame_number), columns.check_metadata(metadata)
+
+    def _check_extra_block(self, frame_numbers: Any, metadata: Any, n: int) -> tuple[Any, tuple[Any, ...]]:
+        columns = self._columns
+        return columns.check_numbers(frame_numbers, n), columns.check_metadata_block(metadata, n)
+
+    def _push_from_thread(self, data: Any, ts: Any, n: int, is_block: bool, timeout: float | None,
+                          extra: Any = None) -> None:
         if threading.get_ident() == self._control.loop_thread:
             raise RuntimeError(f"channel {self.full_name!r}: push_from_thread() would block the event loop; "
                                "use 'await channel.push()' on the loop's thread")
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._offer(data, ts, n, is_block, self.overflow) is not None:
+        while self._offer(data, ts, n, is_block, self.overflow, extra) is not None:
             with self._space_cond:
                 self._thread_waiters += 1
                 try:
@@ -396,16 +473,20 @@ class Channel:
                 finally:
                     self._thread_waiters -= 1
 
-    def _offer(self, data: Any, ts: Any, n: int, is_block: bool, policy: Overflow) -> object | None:
+    def _offer(self, data: Any, ts: Any, n: int, is_block: bool, policy: Overflow, extra: Any = None) -> object | None:
         """Try to queue ``n`` frames. ``None`` means done (queued, or dropped by policy);
         anything else means 'wait for room, then call again': on the loop thread it is
-        the :class:`anyio.Event` set when the writer gives room back."""
+        the :class:`anyio.Event` set when the writer gives room back. ``extra`` is
+        ``(given frame number(s) or None, metadata values)`` on a channel with columns."""
         first = False
+        cols = None
         with self._lock:
             if self._refusal is not None:
                 raise self._refusal()
             if self.monotonic:
                 self._check_order_locked(ts, is_block)
+            if extra is not None:  # refused before anything happens to the queue, like a timestamp
+                number = self._number_locked(extra[0], n, is_block)
             fill = self._held
             if fill + n > self.queue_size and fill:  # a block larger than the queue fits an empty queue
                 if policy is Overflow.BLOCK:
@@ -423,23 +504,35 @@ class Channel:
                 if policy is Overflow.DROP_OLDEST:
                     self._evict_locked(fill + n - self.queue_size)
                 if self._held + n > self.queue_size and self._held:  # drop_newest, or nothing left to evict
+                    if extra is not None and self._numbered:  # the dropped frames keep their numbers
+                        self._commit_number_locked(number, is_block)
                     self._pushed += n
                     self._dropped += n
                     self._report_locked(self._held)
                     return None
             ts = self._stamp_locked(ts, n, is_block)
+            if extra is not None:
+                if self._numbered:
+                    self._commit_number_locked(number, is_block)
+                    cols = (number, *extra[1])
+                else:
+                    cols = extra[1]
             if self._stage_scalars and not is_block:
                 self._stage_list.append(data)
                 self._stage_list_times.append(ts)
+                if cols is not None:
+                    self._stage_extras.append(cols)
                 self._stage_n += 1
                 if self._stage_n == self._stage_size:
                     self._close_stage_locked()
             elif self._small and not is_block:
+                if cols is not None:
+                    self._stage_extras.append(cols)
                 self._stage_locked(data, ts)
             else:
                 if self._stage_n:
                     self._close_stage_locked()
-                self._entries.append((data, ts, n))
+                self._entries.append((data, ts, n, cols))
             self._pushed += n
             self._held += n
             self._queued += n
@@ -466,6 +559,25 @@ class Channel:
             if first < self._last_stored:
                 raise TimestampError(f"channel {self.full_name!r} requires increasing timestamps, got {first!r} "
                                      f"after {self._last_stored!r}")
+
+    def _number_locked(self, given: Any, n: int, is_block: bool) -> Any:
+        """The frame number(s) to store: the given ones, which must follow the last
+        number, or the next ones (``None`` on a channel without frame numbers)."""
+        if not self._numbered:
+            return None
+        last = self._last_number
+        if given is None:
+            return np.arange(last + 1, last + 1 + n, dtype=np.int64) if is_block else last + 1
+        first = int(given[0]) if is_block else given
+        if first <= last:
+            raise self._columns.order_error(first, last)
+        return given
+
+    def _commit_number_locked(self, number: Any, is_block: bool) -> None:
+        """The frame number(s) are taken (the frames queued or dropped)."""
+        if self._first_number < 0:
+            self._first_number = int(number[0]) if is_block else number
+        self._last_number = int(number[-1]) if is_block else number
 
     def _stamp_locked(self, ts: Any, n: int, is_block: bool) -> Any:
         """The timestamp(s) to store: the library's own (never going backwards, and on a
@@ -498,13 +610,18 @@ class Channel:
     def _close_stage_locked(self) -> None:
         """Queue the open batch as one entry."""
         n = self._stage_n
+        cols = None
+        if self._stage_extras:
+            extras, self._stage_extras = self._stage_extras, []
+            columns = zip(*extras, strict=True)
+            cols = tuple(np.array(col, dtype=dt) for col, dt in zip(columns, self._columns.dtypes, strict=True))
         if self._stage_scalars:
             values = np.array(self._stage_list, dtype=self.dtype)
-            self._entries.append((values, np.array(self._stage_list_times, dtype=np.float64), n))
+            self._entries.append((values, np.array(self._stage_list_times, dtype=np.float64), n, cols))
             self._stage_list, self._stage_list_times = [], []
         else:
             assert self._stage_values is not None and self._stage_times is not None
-            self._entries.append((self._stage_values[:n], self._stage_times[:n], n))
+            self._entries.append((self._stage_values[:n], self._stage_times[:n], n, cols))
             self._stage_values = self._stage_times = None
         self._stage_n = 0
 
@@ -515,12 +632,13 @@ class Channel:
             self._close_stage_locked()
         entries = self._entries
         while needed > 0 and entries:
-            data, ts, n = entries[0]
+            data, ts, n, cols = entries[0]
             if n <= needed:
                 entries.popleft()
                 drop = n
             else:  # the entry is a block or a batch: keep its newest frames
-                entries[0] = (data[needed:], ts[needed:], n - needed)
+                entries[0] = (data[needed:], ts[needed:], n - needed,
+                              None if cols is None else tuple(c[needed:] for c in cols))
                 drop = needed
             needed -= drop
             self._left += drop
@@ -567,6 +685,11 @@ class Channel:
             self._left += count
         return taken
 
+    def _writer_number_range(self) -> tuple[int, int]:
+        """The first and the last frame number given or assigned, stored or dropped (-1: none)."""
+        with self._lock:
+            return self._first_number, self._last_number
+
     def _writer_queued(self) -> int:
         """Frames queued and not yet taken."""
         with self._lock:
@@ -605,7 +728,7 @@ class Channel:
         with self._lock:
             if self._stage_n:
                 self._close_stage_locked()
-            count = sum(n for _, _, n in self._entries)
+            count = sum(entry[2] for entry in self._entries)
             self._entries.clear()
             self._queued -= count
             self._left += count
@@ -629,6 +752,7 @@ class Channel:
             self._entries.clear()
             self._stage_values = self._stage_times = None
             self._stage_list, self._stage_list_times = [], []
+            self._stage_extras = []
             self._stage_n = self._queued = self._held = 0
             if failed:
                 self._written = self._durable

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._attrs import attr, envelope, text
+from ._column_reader import Column, find_columns, gaps
 from ._errors import ReadError
 from ._spec import Axis
 
@@ -102,6 +103,7 @@ class ChannelReader:
         self._units = text(attr(data, "units")) or ""
         self._label = text(attr(data, "label")) or name
         self._compression = _compression(data)
+        self._numbers, self._number_span, self._metadata = find_columns(data)
         self._length = 0
         self._update_length()
 
@@ -157,6 +159,34 @@ class ChannelReader:
         if self._chunks is None:
             return None
         return self._chunks[:1] if self._scalar else self._chunks
+
+    @property
+    def frame_numbers(self) -> Column | None:
+        """The frame number of each frame (``channel.frame_numbers[a:b]``), or ``None``
+        if the channel has none (see :meth:`missing_frames`)."""
+        return None if self._numbers is None else Column(self, self._numbers, "frame_number")
+
+    @property
+    def metadata(self) -> dict[str, Column]:
+        """The per-frame metadata by name (``channel.metadata["exposure"][:]``); empty if none."""
+        return {name: Column(self, node, name) for name, node in self._metadata.items()}
+
+    def missing_frames(self) -> list[range]:
+        """The frame numbers missing from the channel, as ranges: the frames the
+        detector skipped or the saver dropped, between its first and its last frame,
+        and before and after them those the saver dropped (known once the writer has
+        closed the file: it records the first and last numbers it assigned). Empty if
+        none are missing.
+
+        :raises ~streamsave.ReadError: the channel has no frame numbers.
+        """
+        if self._numbers is None:
+            raise ReadError(f"{self.full_name!r} has no frame numbers (declare the channel with frame_numbers=True)")
+        numbers = Column(self, self._numbers, "frame_number")[:]
+        if numbers.size > 1 and (np.diff(numbers) <= 0).any():
+            raise ReadError(f"{self.full_name!r}: its frame numbers do not increase, so missing ones cannot be told")
+        first, last = (None, None) if self._run.writing else self._number_span
+        return gaps(numbers, last, first)
 
     @property
     def frames_durable(self) -> int:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from ._errors import LayoutFrozenError, SaverClosedError, StreamSaveError
+from ._log import LogBook
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -70,6 +71,8 @@ class Control:
         self._channels: list[Channel] = []
         self._flush_waiters: list[anyio.Event] = []
         self._queue_bytes = 0
+        #: log messages posted and not yet stored (its own lock; see ``streamsave._log``)
+        self.log = LogBook()
 
     # ------------------------------------------------------------------ reading
     @property

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ._channel import Channel
+from ._columns import Columns, parse_metadata
 from ._compress import choose_chunk_frames
 from ._errors import ConfigError
 from ._layout import Naming, check_name
@@ -51,6 +52,8 @@ class Detector:
         overflow: Overflow | str | None = None,
         copy: bool = False,
         monotonic: bool = False,
+        frame_numbers: bool | None = None,
+        metadata: Mapping[str, npt.DTypeLike] | None = None,
     ) -> Channel:
         """Declare a stream of frames of one shape and dtype.
 
@@ -80,6 +83,13 @@ class Detector:
             refused frame drops nothing), and the library's own timestamps never fall
             before a given one (default: store given timestamps as given; the
             library's own timestamps never go backwards among themselves either way).
+        :param frame_numbers: store a frame number per frame (``push(frame,
+            frame_number=n)``, or the previous number plus one), so that frames the
+            detector skipped or the overflow policy dropped show as gaps. Default: on
+            when the overflow policy drops frames (``drop_oldest``, ``drop_newest``).
+        :param metadata: named scalars stored per frame, beside the timestamps, as
+            ``{name: dtype}`` (``{"exposure": "float64", "temperature": "float32"}``);
+            every push then gives every value (``push(frame, metadata={...})``).
         :raises ~streamsave.ConfigError: invalid or duplicate name, shape, dtype, axes;
             a queue that does not fit in the saver's ``memory_budget``.
         :raises ~streamsave.LayoutFrozenError: writing already started in SWMR mode.
@@ -97,11 +107,16 @@ class Detector:
         for i, axis in enumerate(axes):
             axis.coordinates(shape_t[i])
         policy = self._control.config.overflow if overflow is None else Overflow.parse(overflow)
+        if frame_numbers is not None and not isinstance(frame_numbers, bool):
+            raise ConfigError(f"channel {name!r}: frame_numbers must be True, False or None, got {frame_numbers!r}")
+        numbers = policy in (Overflow.DROP_OLDEST, Overflow.DROP_NEWEST) if frame_numbers is None else frame_numbers
+        columns = Columns(f"channel {self.name + '/' + name!r}", numbers=numbers,
+                          metadata=parse_metadata(name, metadata))
         with self._control.declaring(f"channel {name!r}") as layout:
             if name in self.channels:
                 raise ConfigError(f"detector {self.name!r} already has a channel named {name!r}")
             channel = self._make_channel(name, shape_t, dt, units, label, axes, chunk_frames, queue_size, policy,
-                                         bool(copy), bool(monotonic))
+                                         bool(copy), bool(monotonic), columns)
             self.channels[name] = channel
             self._control.register_channel(channel, channel.queue_size * channel.frame_nbytes)
             layout.append(("channel", channel))
@@ -109,7 +124,7 @@ class Detector:
 
     def _make_channel(self, name: str, shape: tuple[int, ...], dt: np.dtype[Any], units: str, label: str,
                       axes: tuple[Axis, ...], chunk_frames: int | None, queue_size: int | None, overflow: Overflow,
-                      copy: bool, monotonic: bool) -> Channel:
+                      copy: bool, monotonic: bool, columns: Columns) -> Channel:
         cfg = self._control.config
         frame_nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         if frame_nbytes > cfg.max_frame_bytes:
@@ -149,7 +164,9 @@ class Detector:
         return Channel(
             self._control, detector=self.name, name=name, shape=shape, dtype=dt, units=units, label=label or name,
             axes=axes, chunk_frames=chunk_frames, tile_rows=tile_rows, queue_size=queue_size, overflow=overflow,
-            copy=copy, monotonic=monotonic, paths=self._naming.channel(self.path, len(shape), len(axes)))
+            copy=copy, monotonic=monotonic, columns=columns,
+            paths=self._naming.channel(self.path, len(shape), len(axes), numbers=columns.numbers,
+                                       metadata=columns.names))
 
 
 def _check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:

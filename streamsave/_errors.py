@@ -10,6 +10,9 @@ not know streamsave::
     ├── TimestampError (ValueError)       timestamp that is not finite, or goes backwards
     ├── ScanPointError (ValueError)       a scan point outside the grid, of the wrong length, or measured
     │   └── ScanFinishedError             again; a push into a finished scan (both in streamsave._scan)
+    ├── FrameNumberError (ValueError)     frame number that is not an integer >= 0, or does not increase
+    ├── MetadataError (ValueError)        per-frame metadata unknown, missing or of the wrong type
+    ├── LogMessageError (TypeError)       saver.log() text that is not a str, or a bad level or time
     ├── QueueFull                         push_nowait / overflow="error" on a full queue
     ├── SaverClosedError                  push or add after the saver was closed
     ├── LayoutFrozenError                 add_detector / add_channel after writing started (SWMR)
@@ -27,7 +30,10 @@ from __future__ import annotations
 __all__ = (
     "ConfigError",
     "FrameMismatchError",
+    "FrameNumberError",
     "LayoutFrozenError",
+    "LogMessageError",
+    "MetadataError",
     "QueueFull",
     "ReadError",
     "RecoveryError",
@@ -55,6 +61,20 @@ class FrameMismatchError(StreamSaveError, ValueError):
 
 class TimestampError(StreamSaveError, ValueError):
     """A timestamp is not a finite number of seconds, or is earlier than the previous one."""
+
+
+class FrameNumberError(StreamSaveError, ValueError):
+    """A frame number is not an integer, is negative, or is not larger than the
+    channel's previous one (given or assigned); or the channel keeps no frame numbers."""
+
+
+class MetadataError(StreamSaveError, ValueError):
+    """Per-frame metadata names a value the channel did not declare, lacks one it did,
+    or holds a value that does not convert to the declared dtype."""
+
+
+class LogMessageError(StreamSaveError, TypeError):
+    """A message for :meth:`Saver.log` is not text, or its level or time is not a number."""
 
 
 class QueueFull(StreamSaveError):

@@ -12,6 +12,9 @@
         EnlData00                      (N, *frame_shape) frames, enlargeable
         Axis00 ...                     signal axes (index 1, 2, ...)
         AxisMM                         per-frame timestamps, epoch seconds (index 0)
+        FrameNumbers                   per-frame frame numbers, if the channel keeps them
+        Metadata/<name>                per-frame metadata, one dataset per declared name
+    /streamsave                        bookkeeping: the journal, the durable log (log_*)
 
 Every channel has its own time axis because channels run at different rates.
 At close, channels that never stored a frame are removed (PyMoDAQ's loader fails
@@ -34,7 +37,9 @@ from xml.etree import ElementTree
 
 import numpy as np
 
+from ._columns import FRAME_NUMBERS, METADATA_GROUP
 from ._errors import ConfigError
+from ._log import LOG_COLUMNS, LOG_DURABLE, LOG_TEXT
 from ._spec import Axis, Compression
 from ._version import __version__
 from .backends import AttrValue, Backend, DatasetSpec
@@ -218,6 +223,10 @@ class ChannelPaths:
     data: str
     time: str
     axes: tuple[str, ...]
+    #: the frame numbers' dataset, if the channel keeps them
+    numbers: str | None = None
+    #: one dataset per declared metadata name, in declaration order
+    metadata: tuple[str, ...] = ()
 
 
 class Naming:
@@ -236,13 +245,16 @@ class Naming:
         self._detectors += 1
         return path
 
-    def channel(self, detector_path: str, ndim: int, n_axes: int) -> ChannelPaths:
+    def channel(self, detector_path: str, ndim: int, n_axes: int, *, numbers: bool = False,
+                metadata: Sequence[str] = ()) -> ChannelPaths:
         dim_path = f"{detector_path}/{dim_group(ndim)}"
         index = self._channels.get(dim_path, 0)
         self._channels[dim_path] = index + 1
         group = f"{dim_path}/CH{index:02d}"
         return ChannelPaths(group=group, data=f"{group}/EnlData00", time=f"{group}/Axis{n_axes:02d}",
-                            axes=tuple(f"{group}/Axis{i:02d}" for i in range(n_axes)))
+                            axes=tuple(f"{group}/Axis{i:02d}" for i in range(n_axes)),
+                            numbers=f"{group}/{FRAME_NUMBERS}" if numbers else None,
+                            metadata=tuple(f"{group}/{METADATA_GROUP}/{name}" for name in metadata))
 
 
 class Layout:
@@ -271,8 +283,25 @@ class Layout:
         backend.create_dataset("/RawData/Logger", DatasetSpec(
             shape=(0,), maxshape=(None,), dtype="vlen-uint8", chunks=(64,),
             attrs={"CLASS": "VLARRAY", "TITLE": "Logger", "type": "log", "data_type": "strings",
-                   "subdtype": "string"},
+                   "subdtype": "string", "shape": encode((0,)), "EXTDIM": encode(0), "dtype": "uint8"},
         ))
+        self._add_log(backend)
+
+    @staticmethod
+    def _add_log(backend: Backend) -> None:
+        """The bookkeeping group and the durable log (see ``streamsave._log``), created
+        with the file so that messages are durable from the first flush, under SWMR too.
+        Datasets never written take a few hundred bytes."""
+        backend.create_group(JOURNAL_GROUP, {"CLASS": "GROUP", "TITLE": "streamsave bookkeeping"})
+        backend.create_dataset(LOG_TEXT, DatasetSpec(
+            shape=(0,), maxshape=(None,), dtype=np.dtype(np.uint8), chunks=(1 << 16,),
+            attrs={"CLASS": "EARRAY", "TITLE": "log messages, UTF-8, one after another", "encoding": "utf-8"}))
+        for path, dtype, title in LOG_COLUMNS:
+            backend.create_dataset(path, DatasetSpec(shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,),
+                                                     attrs={"CLASS": "EARRAY", "TITLE": title}))
+        backend.create_dataset(LOG_DURABLE, DatasetSpec(
+            shape=(2,), dtype=np.dtype(np.int64), data=np.zeros(2, dtype=np.int64),
+            attrs={"CLASS": "CARRAY", "TITLE": "log messages and text bytes the last flush made durable"}))
 
     def add_detector(self, path: str, name: str, settings_json: str) -> None:
         """Create a detector group holding its settings; returns its path.
@@ -319,6 +348,7 @@ class Layout:
         label: str,
         axes: Sequence[Axis],
         compression: Compression | None = None,
+        metadata: Sequence[tuple[str, np.dtype[Any]]] = (),
     ) -> None:
         dim = dim_group(len(shape))
         dim_path = f"{detector_path}/{dim}"
@@ -364,6 +394,31 @@ class Layout:
                    "index": encode(0), "spread_order": encode(0), "size": encode(0), "EXTDIM": encode(0),
                    "long_name": "time (s since the Unix epoch)"},
         ))
+        self._add_columns(paths, metadata)
+
+    def _add_columns(self, paths: ChannelPaths, metadata: Sequence[tuple[str, np.dtype[Any]]]) -> None:
+        """The per-frame columns beside the time axis (see ``streamsave._columns``).
+
+        They carry no ``data_type``, so PyMoDAQ's loader, which finds data and axes by
+        it, leaves them alone; ``CLASS`` keeps its browser from writing one.
+        """
+        def column(path: str, dtype: np.dtype[Any], title: str, attrs: dict[str, AttrValue]) -> None:
+            self._backend.create_dataset(path, DatasetSpec(
+                shape=(0,), maxshape=(None,), dtype=dtype, chunks=(TIME_CHUNK,),
+                attrs={"CLASS": "EARRAY", "TITLE": title, "EXTDIM": encode(0), "long_name": title, **attrs}))
+
+        # nothing here is rewritten but last_frame_number, a fixed-size int64 rewritten in place
+        # (an attribute whose size changes may need the object header to grow, which SWMR refuses)
+        if paths.numbers is not None:
+            column(paths.numbers, np.dtype(np.int64), "frame number", {
+                "first_frame_number": np.int64(-1), "last_frame_number": np.int64(-1),
+                "description": "frame number of each stored frame; numbers missing between two stored frames "
+                               "are frames the detector skipped or the saver dropped"})
+        if paths.metadata:
+            self._backend.create_group(f"{paths.group}/{METADATA_GROUP}", {
+                "CLASS": "GROUP", "TITLE": "per-frame metadata", "NX_class": "NXcollection"})
+        for path, (name, dtype) in zip(paths.metadata, metadata, strict=True):
+            column(path, dtype, name, {"dtype": dtype.name})
 
     def _data_attrs(
         self, name: str, detector: str, shape: tuple[int, ...], dtype: np.dtype[Any], units: str,
@@ -403,9 +458,7 @@ class Layout:
         which frames are whole.
         """
         n = max(1, len(data_paths))  # a file of scans alone has no column: one unused column
-        self._backend.create_group(JOURNAL_GROUP, {
-            "CLASS": "GROUP", "TITLE": "streamsave bookkeeping", "channels": json.dumps(list(data_paths)),
-        })
+        self._backend.set_attrs(JOURNAL_GROUP, {"channels": json.dumps(list(data_paths))})
         self._backend.create_dataset(JOURNAL_FRAMES, DatasetSpec(
             shape=(1, n), maxshape=(None, n), dtype=np.dtype(np.int64), chunks=(1, max(1, n)),
             data=np.zeros((1, n), dtype=np.int64),

@@ -39,6 +39,8 @@ from ._channel_reader import ChannelReader, axis_from_node
 from ._errors import ReadError
 from ._hdf5 import set_property
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING
+from ._log import LOG_DURABLE, LOG_ENDS, LOG_LEVELS, LOG_TEXT, LOG_TIMES, LOGGER, LogMessage
+from ._log_reader import read_log
 from ._scan_reader import ScanReader, discover_scans
 from ._spec import Axis
 from .backends import Backend
@@ -260,6 +262,25 @@ class Run:
         if not self.channels and not self.scans:
             lines.append("  (no channels)")
         return "\n".join(lines)
+
+    @property
+    def log(self) -> tuple[LogMessage, ...]:
+        """The file's log messages (``saver.log``, a saver's ``LogHandler``), in order,
+        each a :class:`~streamsave.LogMessage` ``(time, level, text)``; in a file being
+        written, those its last flush made durable. For a PyMoDAQ file, the rows of its
+        Logger that hold a string (time NaN, level 0). Nothing is unpickled.
+
+        :raises ~streamsave.ReadError: the log cannot be read (a damaged file).
+        """
+        with self._lock:
+            self._check_open("log")
+            nodes = {key: _member_at(self._file, path) for key, path in (
+                ("times", LOG_TIMES), ("levels", LOG_LEVELS), ("ends", LOG_ENDS), ("text", LOG_TEXT),
+                ("durable", LOG_DURABLE), ("logger", LOGGER))}
+            try:
+                return read_log(nodes, bounded=self._unclosed, live=self.live)
+            except _H5_ERRORS as exc:
+                raise ReadError(f"{str(self.path)!r}: its log cannot be read: {_first_line(exc)}") from None
 
     # ------------------------------------------------------------------ live files
     @property

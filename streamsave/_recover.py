@@ -18,7 +18,12 @@ file and writes a new one that any HDF5 reader, PyMoDAQ and NeXus viewers open:
   pointing to one never written;
 * chunks are copied as stored, with their filter masks (a partly filled chunk may be
   stored without compression), attributes as they are, except the lengths (``shape``,
-  ``size``); channels left without frames are removed as the writer does at close.
+  ``size``); channels left without frames are removed as the writer does at close;
+* a channel's per-frame columns (``FrameNumbers``, ``Metadata/*``) are cut with its
+  frames (and cut them, if one holds fewer values), so every kept frame has its values;
+* the log keeps the messages its last flush made durable (``/streamsave/log_durable``),
+  and PyMoDAQ's ``/RawData/Logger`` is written again from them (a writer killed before
+  or while closing the file had not written it, or not whole).
 
 Recovery trusts the journal and the chunks, never the order of the timestamps: a
 program may give timestamps that go backwards (its own clock, several producers on
@@ -43,9 +48,12 @@ import hdf5plugin  # noqa: F401  (registers the Blosc2 filter: its chunks are co
 import numpy as np
 
 from ._attrs import attr, envelope
+from ._columns import FRAME_NUMBERS, METADATA_GROUP
 from ._errors import RecoveryError
 from ._hdf5 import set_property
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING, Layout, _Detector, encode
+from ._log import LOG_COLUMNS, LOG_TEXT
+from ._recover_log import durable_log, rewrite_logger
 from .backends import AttrValue, DatasetSpec
 from .backends.h5py import H5pyBackend
 
@@ -117,6 +125,8 @@ class _Plan:
     extent: int
     kept: int
     limited_by: str
+    #: the per-frame columns' datasets (frame numbers, metadata)
+    columns: tuple[str, ...] = ()
 
 
 def recover(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwrite: bool = False) -> RecoveryReport:
@@ -252,20 +262,35 @@ def _plan(file: h5py.File, src: Path, unreadable: dict[str, None]) -> list[_Plan
 def _plan_channel(group: h5py.Group, promised: dict[str, int]) -> _Plan:
     data = next(group[k] for k in sorted(group) if _DATA_NAME.fullmatch(k) and isinstance(group[k], h5py.Dataset))
     time = _time_axis(group)
+    columns = _columns(group)
     det = group.parent.parent
     name = f"{_text(det.attrs.get('TITLE')) or det.name}/{_text(group.attrs.get('TITLE')) or group.name}"
-    plan = _Plan(group.name, data.name, time.name if time is not None else None, name, data.shape[0], 0, "")
+    plan = _Plan(group.name, data.name, time.name if time is not None else None, name, data.shape[0], 0, "",
+                 tuple(c.name for c in columns))
     if data.name in promised:
         plan.kept, plan.limited_by = promised[data.name], "journal"
     else:
         shape = _shape_attr(data)
         plan.kept, plan.limited_by = (shape[0], "shape attribute") if shape else (0, "no record of durable frames")
-    for ds, what in ((data, "data"), (time, "time axis")):
+    for ds, what in ((data, "data"), (time, "time axis"), *((c, _basename(c)) for c in columns)):
         if ds is not None:
             _limit(plan, ds.shape[0], f"{what} extent")
             _limit(plan, _first_missing_chunk(ds, plan.kept), "missing chunk")
             _limit(plan, _last_chunk_readable(ds, plan.kept), "damaged chunk")
     return plan
+
+
+def _columns(group: h5py.Group) -> list[h5py.Dataset]:
+    """The channel's per-frame columns: its frame numbers, then its metadata."""
+    found = [group.get(FRAME_NUMBERS)]
+    meta = group.get(METADATA_GROUP)
+    if isinstance(meta, h5py.Group):
+        found += [meta.get(k) for k in sorted(meta)]
+    return [ds for ds in found if isinstance(ds, h5py.Dataset) and ds.ndim == 1]
+
+
+def _basename(ds: h5py.Dataset) -> str:
+    return str(ds.name).rsplit("/", 1)[-1]
 
 
 def _limit(plan: _Plan, frames: int, reason: str) -> None:
@@ -383,7 +408,7 @@ def _write_whole(file: h5py.File, tmp: Path, plans: list[_Plan], unreadable: dic
             _write(file, tmp, plans, unreadable)
             return
         except _UnreadableChunk as bad:
-            cut = [p for p in plans if bad.dataset in (p.data, p.time) and bad.frame < p.kept]
+            cut = [p for p in plans if bad.dataset in (p.data, p.time, *p.columns) and bad.frame < p.kept]
             if not cut:
                 raise RuntimeError(f"cannot read the chunk of {bad.dataset} at frame {bad.frame}") from None
             for p in cut:
@@ -398,11 +423,20 @@ def _write(file: h5py.File, tmp: Path, plans: list[_Plan], unreadable: dict[str,
         lengths[p.data] = p.kept
         if p.time is not None:  # a shared (PyMoDAQ) time axis keeps what its longest channel needs
             lengths[p.time] = max(lengths.get(p.time, 0), p.kept)
+        for column in p.columns:
+            lengths[column] = p.kept
+    log = durable_log(file, unreadable)
+    if log is not None:
+        lengths[LOG_TEXT] = log[1]
+        for path, _, _ in LOG_COLUMNS:
+            lengths[path] = len(log[0])
     backend = H5pyBackend(tmp, "w", swmr=True)  # format bounds (v110, v110); never switched to SWMR
     try:
         out = backend.file
         _copy_attrs(file, out)
         _copy_group(file, out, lengths, {}, unreadable)
+        if log is not None:
+            rewrite_logger(out, log[0])
         writing = out.get(JOURNAL_WRITING)
         if isinstance(writing, h5py.Dataset) and writing.shape == (1,):
             writing[0] = 0  # the copy is closed: readers must not wait for a writer

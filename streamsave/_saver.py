@@ -17,9 +17,10 @@ from ._channel import Channel
 from ._config import SaverConfig, make_config
 from ._control import Control
 from ._detector import Detector
-from ._errors import ConfigError, StreamSaveError
+from ._errors import ConfigError, QueueFull, StreamSaveError
 from ._events import Event, EventHub, FileClosed, Subscription, WriterFailed
 from ._layout import Naming, check_name, settings_to_json
+from ._log import MAX_PENDING, LogHandler, check_message
 from ._scan import Scan, declare_scan
 from ._spec import Axis
 from ._stats import Progress, SaverStatistics, Timer
@@ -152,6 +153,34 @@ class Saver:
         """Deliver an event to subscribers (any thread; never waits)."""
         if self._hub.subscriptions or isinstance(event, FileClosed | WriterFailed):
             self._waker.call(partial(self._hub.publish, event))
+
+    # ---------------------------------------------------------------- log messages
+    def log(self, text: str, *, level: int = logging.INFO, timestamp: float | None = None) -> None:
+        """Save a message in the file's log (``/RawData/Logger``, read back as ``run.log``).
+
+        Never waits: the message is stored at the next flush, with the frames (so it is
+        durable within ``flush_interval``). Safe from any thread.
+
+        :param text: the message.
+        :param level: a :mod:`logging` level (default ``logging.INFO``).
+        :param timestamp: when it happened, seconds since the Unix epoch (default: now).
+        :raises ~streamsave.LogMessageError: text not a str, level not an int, timestamp
+            not a finite number.
+        :raises ~streamsave.QueueFull: 100,000 messages are waiting for the writer.
+        :raises ~streamsave.SaverClosedError: the saver is closed (or the writer's failure).
+        """
+        message, lvl, when = check_message(text, level, timestamp)
+        outcome = self._control.log.post(message, lvl, when)
+        if outcome == "closed":
+            raise self._control.refusal()
+        if outcome == "full":
+            raise QueueFull(f"the log of {str(self.path)!r} has {MAX_PENDING:,} messages waiting for the writer; "
+                            "this one was not saved")
+
+    def log_handler(self, level: int = logging.NOTSET) -> LogHandler:
+        """A :class:`logging.Handler` saving records in this file (see :class:`~streamsave.LogHandler`):
+        ``logging.getLogger("mylab").addHandler(saver.log_handler(logging.INFO))``."""
+        return LogHandler(self, level)
 
     # ---------------------------------------------------------------- public operations
     async def flush(self) -> dict[str, int]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +33,7 @@ import numpy.typing as npt
 from ._channel import SMALL_FRAME_BYTES, Channel
 from ._compress import choose_chunk_frames
 from ._detector import _check_dtype, _check_shape
-from ._errors import ConfigError, FrameMismatchError, StreamSaveError
+from ._errors import ConfigError, FrameMismatchError, FrameNumberError, MetadataError, StreamSaveError
 from ._layout import MAX_ATTR_BYTES, ChannelPaths, check_name, dim_group, settings_to_json, settings_xml
 from ._spec import Axis, Overflow
 
@@ -354,9 +354,21 @@ class ScanChannel(Channel):
         slot, pos, count = self._point(index, position)
         return (data, slot, pos), ts, (index, count)
 
+    def _refuse_columns(self, frame_number: SupportsIndex | None, metadata: Mapping[str, Any] | None) -> None:
+        """:raises FrameNumberError, MetadataError: a frame number or metadata given to a
+        scan channel, which records neither (its points say which frame is which)."""
+        if frame_number is not None:
+            raise FrameNumberError(f"channel {self.full_name!r}: frame_number={frame_number!r} given, but a scan "
+                                   "channel records no frame numbers; its frames are identified by index= or "
+                                   "position=")
+        if metadata is not None:
+            raise MetadataError(f"channel {self.full_name!r}: metadata={dict(metadata)!r} given, but a scan "
+                                "channel records no per-frame metadata; pass None")
+
     # ------------------------------------------------------------------ pushing
     async def push(self, frame: Any, *, index: Any = None, position: Any = None,
-                   timestamp: float | None = None) -> None:
+                   timestamp: float | None = None, frame_number: SupportsIndex | None = None,
+                   metadata: Mapping[str, Any] | None = None) -> None:
         """Queue the frame of one scan point.
 
         :param frame: as for :meth:`Channel.push`.
@@ -364,6 +376,9 @@ class ScanChannel(Channel):
             ``average=N``, the n-th push at a point is its n-th repetition.
         :param position: adaptive scans: the point's coordinates, one per axis.
         :param timestamp: when the frame was acquired (default: now).
+        :param frame_number, metadata: not recorded on scan channels (a point is
+            identified by its index or position): giving one raises
+            :class:`~streamsave.FrameNumberError` / :class:`~streamsave.MetadataError`.
         :raises ScanPointError: an index outside the grid or of the wrong length, a
             position of the wrong length, a point already measured (see ``overwrite``).
         :raises ScanFinishedError: the scan was finished.
@@ -371,6 +386,7 @@ class ScanChannel(Channel):
         :raises ~streamsave.QueueFull: queue full with ``overflow="error"``.
         :raises ~streamsave.SaverClosedError: the saver is closing or closed.
         """
+        self._refuse_columns(frame_number, metadata)
         entry, ts, reserved = self._prepare(frame, index, position, timestamp)
         try:
             while (wait := self._offer(entry, ts, 1, False, self.overflow)) is not None:
@@ -380,8 +396,10 @@ class ScanChannel(Channel):
             raise
 
     def push_nowait(self, frame: Any, *, index: Any = None, position: Any = None,
-                    timestamp: float | None = None) -> None:
+                    timestamp: float | None = None, frame_number: SupportsIndex | None = None,
+                    metadata: Mapping[str, Any] | None = None) -> None:
         """:meth:`push` without waiting: a full queue raises :class:`~streamsave.QueueFull`."""
+        self._refuse_columns(frame_number, metadata)
         entry, ts, reserved = self._prepare(frame, index, position, timestamp)
         try:
             self._offer(entry, ts, 1, False, Overflow.ERROR)
@@ -390,8 +408,10 @@ class ScanChannel(Channel):
             raise
 
     def push_from_thread(self, frame: Any, *, index: Any = None, position: Any = None,
-                         timestamp: float | None = None, timeout: float | None = None) -> None:
+                         timestamp: float | None = None, frame_number: SupportsIndex | None = None,
+                         metadata: Mapping[str, Any] | None = None, timeout: float | None = None) -> None:
         """:meth:`push` from a thread that is not the event loop's (blocks that thread)."""
+        self._refuse_columns(frame_number, metadata)
         entry, ts, reserved = self._prepare(frame, index, position, timestamp)
         try:
             self._push_from_thread(entry, ts, 1, False, timeout)
@@ -399,12 +419,16 @@ class ScanChannel(Channel):
             self._release_point(*reserved)
             raise
 
-    async def push_many(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None) -> None:
+    async def push_many(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None,
+                        frame_numbers: npt.ArrayLike | None = None,
+                        metadata: Mapping[str, npt.ArrayLike] | None = None) -> None:
         """Not available on scan channels: every frame needs its point."""
         raise FrameMismatchError(f"channel {self.full_name!r}: push_many is not available on a scan channel; "
                                  "push each frame with its index= or position=")
 
     def push_many_from_thread(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None,
+                              frame_numbers: npt.ArrayLike | None = None,
+                              metadata: Mapping[str, npt.ArrayLike] | None = None,
                               timeout: float | None = None) -> None:
         """Not available on scan channels: every frame needs its point."""
         raise FrameMismatchError(f"channel {self.full_name!r}: push_many is not available on a scan channel; "

@@ -192,7 +192,7 @@ class ScanWriter:
 
     def _collect(self, stream: _Stream, limit: int) -> None:
         ch = stream.channel
-        for (data, slot, position), ts, _ in ch._writer_take(limit):
+        for (data, slot, position), ts, _, _columns in ch._writer_take(limit):
             if self.writer.aborted:
                 return
             if stream.adaptive:

@@ -47,7 +47,8 @@ from ._channel import Channel, Entry
 from ._compress import ChunkEncoder, filter_for
 from ._errors import ConfigError, StorageError, StreamSaveError, WriterError
 from ._events import ChannelCreated, FileOpened, Flushed, FramesWritten
-from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, JOURNAL_WRITING, TIME_CHUNK, Layout
+from ._layout import JOURNAL_FRAMES, JOURNAL_TIMES, JOURNAL_WRITING, TIME_CHUNK, Layout, encode
+from ._log import LogWriter
 from ._scan_writer import ScanWriter
 from ._stats import Timer
 
@@ -85,18 +86,22 @@ class WriterHooks:
 class _TimeAxis:
     """The channel's timestamps, stored a whole chunk at a time by direct chunk write
     (a per-batch dataset write costs more Python than the data chunk itself). The
-    partly filled chunk is stored at each flush, in place (uncompressed, fixed size)."""
+    partly filled chunk is stored at each flush, in place (uncompressed, fixed size).
+    The per-frame columns (frame numbers, metadata) are stored the same way."""
 
-    __slots__ = ("buf", "chunk", "dirty", "index", "path")
+    __slots__ = ("buf", "chunk", "dirty", "grow", "index", "path")
 
-    def __init__(self, path: str, chunk: int) -> None:
+    def __init__(self, path: str, chunk: int, dtype: npt.DTypeLike = np.float64, *, grow: bool = False) -> None:
         self.path = path
         self.chunk = chunk
-        self.buf = np.zeros(chunk, dtype=np.float64)
+        self.buf = np.zeros(chunk, dtype=dtype)
+        #: extend the dataset itself before storing a full chunk (a column, resized with its
+        #: frames only at flush, not at every batch: one set_extent call per column saved each time)
+        self.grow = grow
         self.index = 0  # time chunk being filled
         self.dirty = False
 
-    def put(self, backend: Backend, start: int, times: npt.NDArray[np.float64]) -> None:
+    def put(self, backend: Backend, start: int, times: npt.NDArray[Any]) -> None:
         """Record ``times`` for frames ``start...`` (frames before this chunk are already stored)."""
         pos = start - self.index * self.chunk
         i = max(0, -pos)
@@ -108,6 +113,8 @@ class _TimeAxis:
             i += take
             self.dirty = True
             if pos == self.chunk:
+                if self.grow:
+                    backend.resize(self.path, (self.index + 1) * self.chunk)
                 backend.write_chunk(self.path, (self.index * self.chunk,), self.buf.data)
                 self.index += 1
                 pos = 0
@@ -124,8 +131,9 @@ class _TimeAxis:
 class _Stream:
     """The writer's state for one channel: the chunk being filled and buffers."""
 
-    __slots__ = ("buffers", "channel", "dirty", "encoder", "extent", "index", "k", "m", "pieces", "raw",
-                 "released", "reported_written", "rows", "stored_sizes", "tile_rows", "time_axis", "times")
+    __slots__ = ("buffers", "channel", "columns", "dirty", "encoder", "extent", "extras", "index", "k", "m",
+                 "pieces", "raw", "released", "reported_written", "rows", "stored_sizes", "tile_rows", "time_axis",
+                 "times")
 
     def __init__(self, channel: Channel, encoder: ChunkEncoder, *, rows: bool = False) -> None:
         self.channel = channel
@@ -150,6 +158,14 @@ class _Stream:
         self.released: dict[int, int] = {}
         self.reported_written = 0
         self.time_axis = _TimeAxis(channel.paths.time, TIME_CHUNK)
+        paths = channel.paths
+        #: the per-frame columns' stores, in ``Columns.dtypes`` order, and their values for the chunk being filled
+        self.columns = [_TimeAxis(path, TIME_CHUNK, dtype, grow=True) for path, dtype in zip(
+            ((paths.numbers,) if paths.numbers else ()) + paths.metadata, channel._columns.dtypes, strict=True)]
+        self.extras: list[Any] = []
+
+    def column_paths(self) -> list[str]:
+        return [col.path for col in self.columns]
 
     def buffer(self) -> npt.NDArray[Any]:
         try:
@@ -162,11 +178,14 @@ class _Stream:
 class _Job:
     """One chunk (or one tile of a frame) on its way to the file."""
 
-    __slots__ = ("final", "frames", "future", "index", "mask", "stream", "tile", "times")
+    __slots__ = ("columns", "final", "frames", "future", "index", "mask", "stream", "tile", "times")
 
     def __init__(self, stream: _Stream, index: int, frames: int, times: npt.NDArray[np.float64],
-                 future: Future[Encoded], *, final: bool, mask: int, tile: int = -1) -> None:
+                 future: Future[Encoded], *, final: bool, mask: int, tile: int = -1,
+                 columns: list[npt.NDArray[Any]] | None = None) -> None:
         self.stream = stream
+        #: the chunk's per-frame column values, one array per column (None: the channel has none)
+        self.columns = columns
         self.index = index
         self.frames = frames
         self.times = times
@@ -230,6 +249,15 @@ def _assemble_chunk(stream: _Stream, pieces: list[Piece], frames: int, raw: bool
     return payload, None
 
 
+def _columns_arrays(extras: list[Any], dtypes: tuple[np.dtype[Any], ...]) -> list[npt.NDArray[Any]]:
+    """A chunk's per-frame columns, one array per column, from the tuples of its pieces
+    (scalars for a single frame, arrays for part of a block or batch)."""
+    if not any(isinstance(e[0], np.ndarray) for e in extras):
+        return [np.array(col, dtype=dt) for col, dt in zip(zip(*extras, strict=True), dtypes, strict=True)]
+    return [np.concatenate([np.atleast_1d(np.asarray(e[i], dtype=dt)) for e in extras])
+            for i, dt in enumerate(dtypes)]
+
+
 def _times_array(times: list[Any]) -> npt.NDArray[np.float64]:
     if all(type(t) is float for t in times):
         return np.array(times, dtype=np.float64)
@@ -268,6 +296,7 @@ class Writer:
         self.journal: list[str] | None = None
         #: the scans' channels (``streamsave._scan_writer``)
         self.scans = ScanWriter(self)
+        self.log = LogWriter()
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -380,7 +409,8 @@ class Writer:
                 ch.paths.group.rsplit("/", 2)[0], ch.detector, ch.paths, name=ch.name, shape=ch.shape,
                 dtype=ch.dtype, chunk_shape=ch.chunk_shape,
                 filter=None if self.rows else filter_for(self.config.compression),
-                units=ch.units, label=ch.label, axes=ch.axes, compression=self.config.compression)
+                units=ch.units, label=ch.label, axes=ch.axes, compression=self.config.compression,
+                metadata=ch._columns.metadata)
             encoder = ChunkEncoder(None if self.rows else self.config.compression, ch.dtype.itemsize)
             self.streams.append(_Stream(ch, encoder, rows=self.rows))
             self.control.publish(ChannelCreated(
@@ -399,13 +429,14 @@ class Writer:
         left queued."""
         k = stream.k
         entries: list[Entry] = stream.channel._writer_take(max(1, limit - stream.m))
-        for data, ts, n in entries:
+        for data, ts, n, cols in entries:
             if self.aborted:  # what was taken is dropped with the rest (counted when the writer ends)
                 break
             if stream.tile_rows:
                 for j in range(n):
                     frame, t = (data, ts) if type(ts) is float else (data[j], float(ts[j]))
-                    self._submit_tiles(stream, frame, t)
+                    one = None if cols is None else cols if type(ts) is float else tuple(c[j] for c in cols)
+                    self._submit_tiles(stream, frame, t, one)
                 continue
             start = 0
             while start < n and not self.aborted:
@@ -413,12 +444,18 @@ class Writer:
                 if type(ts) is float:  # a single pushed frame (a block of one has an array of times)
                     stream.pieces.append((data, 1))
                     stream.times.append(ts)
+                    if cols is not None:
+                        stream.extras.append(cols)
                 elif take == 1:  # a single frame cut from a block: store it as one
                     stream.pieces.append((data[start], 1))
                     stream.times.append(float(ts[start]))
+                    if cols is not None:
+                        stream.extras.append(tuple(c[start] for c in cols))
                 else:
                     stream.pieces.append((data[start:start + take], take))
                     stream.times.append(ts[start:start + take])
+                    if cols is not None:
+                        stream.extras.append(tuple(c[start:start + take] for c in cols))
                 stream.m += take
                 start += take
                 stream.dirty = True
@@ -432,33 +469,36 @@ class Writer:
             return
         pieces = stream.pieces if final else list(stream.pieces)
         times = _times_array(stream.times)
+        columns = _columns_arrays(stream.extras, stream.channel._columns.dtypes) if stream.extras else None
         raw = (stream.raw or not final) and stream.encoder.compression is not None
         future = self.pool.submit(_assemble, stream, pieces, stream.m, raw, self.timers["encode"])
         future.add_done_callback(self._encoded)
         self.inflight.append(_Job(stream, stream.index, stream.m, times, future, final=final,
-                                  mask=_SKIP_FIRST_FILTER if raw else 0))
+                                  mask=_SKIP_FIRST_FILTER if raw else 0, columns=columns))
         stream.dirty = False
         if final:
             stream.index += 1
             stream.m = 0
             stream.pieces = []
             stream.times = []
+            stream.extras = []
             stream.raw = False
         else:
             stream.raw = True
         self._wait_for_room()
 
-    def _submit_tiles(self, stream: _Stream, frame: Any, timestamp: float) -> None:
+    def _submit_tiles(self, stream: _Stream, frame: Any, timestamp: float, cols: Any = None) -> None:
         """A frame larger than ``chunk_bytes``: one job per tile, in order."""
         if self.aborted:
             return
         tiles = -(-stream.channel.shape[0] // stream.tile_rows)
         times = np.array([timestamp])
+        columns = None if cols is None else _columns_arrays([cols], stream.channel._columns.dtypes)
         for tile in range(tiles):
             future = self.pool.submit(_encode_tile, stream, frame, tile, self.timers["encode"])
             future.add_done_callback(self._encoded)
             self.inflight.append(_Job(stream, stream.index, 1, times, future, final=tile == tiles - 1, mask=0,
-                                      tile=tile))
+                                      tile=tile, columns=columns))
             self._wait_for_room()
         stream.index += 1
 
@@ -495,7 +535,10 @@ class Writer:
         for stream, end in ends.items():
             backend.resize(stream.channel.paths.data, end)
             backend.resize(stream.channel.paths.time, end)
-            stream.extent = end
+            stream.extent = end  # the columns follow at flush (and grow by whole chunks before)
+            if self.rows:  # ... except as rows, written with their frames
+                for col in stream.columns:
+                    backend.resize(col.path, end)
         if self.rows:
             self._store_rows(backend, done)
             return
@@ -527,6 +570,9 @@ class Writer:
                 stream.stored_sizes[job.index] = size
                 stream.released[job.index] = job.frames
         stream.time_axis.put(backend, start, job.times)
+        if job.columns is not None:
+            for col, values in zip(stream.columns, job.columns, strict=True):
+                col.put(backend, start, values)
         # stored frames give their room back (the writer keeps those of a partly filled chunk
         # for its next version: at most one chunk per channel beyond the queue)
         ch._writer_stored(start + job.frames, float(job.times[-1]), delta, job.frames - released)
@@ -564,6 +610,11 @@ class Writer:
         times = first.times if len(run) == 1 else np.concatenate([job.times for job, _, _ in run])
         backend.write_rows(ch.paths.data, start, values)
         backend.write_rows(ch.paths.time, start, times)
+        if first.columns is not None:  # frame numbers, metadata: the same rows
+            for k, col in enumerate(stream.columns):
+                column = first.columns[k] if len(run) == 1 else np.concatenate(
+                    [job.columns[k] for job, _, _ in run if job.columns is not None])
+                backend.write_rows(col.path, start, column)
         for job, part, buf in run:
             delta = part.nbytes - stream.stored_sizes.pop(job.index, 0)  # a partly filled version is replaced
             released = stream.released.pop(job.index, 0)
@@ -587,6 +638,8 @@ class Writer:
             if stream.extent > written:
                 self.backend.resize(stream.channel.paths.data, written)
                 self.backend.resize(stream.channel.paths.time, written)
+                for col in stream.columns:
+                    self.backend.resize(col.path, written)
                 stream.extent = written
 
     def _aborting(self) -> bool:
@@ -605,6 +658,7 @@ class Writer:
         for stream in self.streams:
             stream.channel._writer_discard_queued()
             stream.pieces, stream.times, stream.m, stream.dirty = [], [], 0, False
+            stream.extras = []
         self.scans.abort()
 
     def _flush(self) -> None:
@@ -620,7 +674,12 @@ class Writer:
         self._write_ready(wait=True)
         for stream in self.streams:
             stream.time_axis.store(backend)
+            for col in stream.columns:
+                backend.resize(col.path, stream.extent)
+                col.store(backend)
         self.scans.flush()
+        if self.log.store(backend, self.control.log.take()):  # messages posted since the last flush
+            self.log.mark_durable(backend)
         if self.journal:  # the one row: what this flush makes durable
             row = [s.channel.statistics().frames_written for s in self.streams[:len(self.journal)]]
             backend.write_rows(JOURNAL_FRAMES, 0, np.array([row], dtype=np.int64))
@@ -664,6 +723,10 @@ class Writer:
         attrs = Layout.final_attrs(stream.channel.shape, st.frames_written, dropped, st.frames_rejected)
         self.backend.set_attrs(stream.channel.paths.data, attrs)
         self.backend.set_attrs(stream.channel.paths.time, Layout.time_attrs(st.frames_written))
+        if stream.channel.paths.numbers is not None:
+            first, last = stream.channel._writer_number_range()
+            self.backend.set_attrs(stream.channel.paths.numbers,
+                                   {"first_frame_number": np.int64(first), "last_frame_number": np.int64(last)})
 
     def _finish(self) -> None:
         """Final attributes, removal of channels that never stored a frame (PyMoDAQ's
@@ -681,6 +744,9 @@ class Writer:
             if stream.channel.statistics().frames_written:
                 self._write_final_attrs(stream, closing=True)
         scans_empty = self.scans.finish()
+        if self.log.store(backend, self.control.log.close()):  # messages posted during the close
+            self.log.mark_durable(backend)
+        self.log.write_logger(backend, encode)  # PyMoDAQ's copy (variable-length: not before SWMR ends)
         if self.journal is not None:  # readers following the file stop at this
             backend.write_rows(JOURNAL_WRITING, 0, np.zeros(1, dtype=np.uint8))
         if empty or scans_empty:

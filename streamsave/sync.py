@@ -26,11 +26,12 @@ this one pushes::
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, SupportsIndex, TypeVar
 
 import anyio.from_thread
 import numpy as np
@@ -43,6 +44,7 @@ from ._errors import StreamSaveError
 from ._events import Event
 from ._events import Subscription as _AsyncSubscription
 from ._layout import ChannelPaths
+from ._log import LogHandler
 from ._replay import Replay, ReplayItem
 from ._replay_into import ReplayReport
 from ._replay_into import replay_into as _replay_into
@@ -166,18 +168,43 @@ class Channel:
         """Whether given timestamps must not go backwards (see :meth:`streamsave.Detector.add_channel`)."""
         return self.channel.monotonic
 
+    @property
+    def frame_numbers(self) -> bool:
+        """Whether the channel stores a frame number per frame."""
+        return self.channel.frame_numbers
+
+    @property
+    def frame_numbers_path(self) -> str | None:
+        """The frame numbers' dataset, or ``None``."""
+        return self.channel.frame_numbers_path
+
+    @property
+    def metadata(self) -> dict[str, np.dtype[Any]]:
+        """The per-frame metadata the channel declares: name -> dtype."""
+        return self.channel.metadata
+
+    @property
+    def metadata_paths(self) -> dict[str, str]:
+        """Each metadata value's dataset: name -> path."""
+        return self.channel.metadata_paths
+
     # -------------------------------------------------------------- operations
-    def push(self, frame: Any, *, timestamp: float | None = None) -> None:
+    def push(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
+             metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame, blocking this thread while the queue is full (``block``)."""
-        self.channel.push_from_thread(frame, timestamp=timestamp)
+        self.channel.push_from_thread(frame, timestamp=timestamp, frame_number=frame_number, metadata=metadata)
 
-    def push_nowait(self, frame: Any, *, timestamp: float | None = None) -> None:
+    def push_nowait(self, frame: Any, *, timestamp: float | None = None, frame_number: SupportsIndex | None = None,
+                    metadata: Mapping[str, Any] | None = None) -> None:
         """Queue one frame or raise :class:`~streamsave.QueueFull`; never blocks."""
-        self.channel.push_nowait(frame, timestamp=timestamp)
+        self.channel.push_nowait(frame, timestamp=timestamp, frame_number=frame_number, metadata=metadata)
 
-    def push_many(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None) -> None:
+    def push_many(self, frames: npt.ArrayLike, *, timestamps: npt.ArrayLike | None = None,
+                  frame_numbers: npt.ArrayLike | None = None,
+                  metadata: Mapping[str, npt.ArrayLike] | None = None) -> None:
         """Queue a block of frames, blocking while the queue is full."""
-        self.channel.push_many_from_thread(frames, timestamps=timestamps)
+        self.channel.push_many_from_thread(frames, timestamps=timestamps, frame_numbers=frame_numbers,
+                                           metadata=metadata)
 
     def statistics(self) -> ChannelStatistics:
         """See :meth:`streamsave.Channel.statistics`."""
@@ -229,11 +256,14 @@ class Detector:
         overflow: Overflow | str | None = None,
         copy: bool = False,
         monotonic: bool = False,
+        frame_numbers: bool | None = None,
+        metadata: Mapping[str, npt.DTypeLike] | None = None,
     ) -> Channel:
         """See :meth:`streamsave.Detector.add_channel`."""
         return self._wrap(self.detector.add_channel(
             name, shape=shape, dtype=dtype, units=units, label=label, axes=axes, chunk_frames=chunk_frames,
-            queue_size=queue_size, overflow=overflow, copy=copy, monotonic=monotonic))
+            queue_size=queue_size, overflow=overflow, copy=copy, monotonic=monotonic, frame_numbers=frame_numbers,
+            metadata=metadata))
 
 
 class Subscription:
@@ -324,6 +354,14 @@ class Saver:
     def add_detector(self, name: str, *, settings: Mapping[str, Any] | None = None) -> Detector:
         """See :meth:`streamsave.Saver.add_detector`."""
         return self._wrap(self.saver.add_detector(name, settings=settings))
+
+    def log(self, text: str, *, level: int = logging.INFO, timestamp: float | None = None) -> None:
+        """See :meth:`streamsave.Saver.log`; never blocks."""
+        self.saver.log(text, level=level, timestamp=timestamp)
+
+    def log_handler(self, level: int = logging.NOTSET) -> LogHandler:
+        """See :meth:`streamsave.Saver.log_handler`."""
+        return self.saver.log_handler(level)
 
     def flush(self) -> dict[str, int]:
         """See :meth:`streamsave.Saver.flush`; blocks until the flush is done."""

@@ -43,12 +43,14 @@ async def main(path: str, swmr: bool, compression: str | None, backend: str = "h
 
 
 def run_and_kill(path: Path, mode: str, compression: str, *, min_durable: int,
-                 backend: str = "h5py") -> dict[str, int]:
-    """Run this writer on ``path`` (``mode``: "swmr" or "plain"), SIGKILL it once every
-    channel has at least ``min_durable`` durable frames; returns the last durable counts.
-    ``backend``: a backend name, or ``"module:Class"``."""
+                 backend: str = "h5py", script: str = __file__) -> dict[str, int]:
+    """Run this writer (or another ``script`` printing the same lines) on ``path`` (``mode``:
+    "swmr" or "plain"), SIGKILL it once every channel has at least ``min_durable`` durable
+    frames; returns the last durable counts. ``backend``: a backend name, or
+    ``"module:Class"`` (this script only)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen([sys.executable, __file__, str(path), mode, compression, backend],
+    argv = [str(path), mode, compression] + ([backend] if script == __file__ else [])
+    proc = subprocess.Popen([sys.executable, script, *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     durable: dict[str, int] = {}
     try:

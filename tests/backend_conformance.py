@@ -245,6 +245,30 @@ class BackendConformance:
             assert len(idle) == 1 and list(idle[0]) == []
             assert json.loads(text(idle[0].attrs["empty_channels"]))["data"] == "['never']"
 
+    async def test_frame_numbers_metadata_and_log_read_back(self, tmp_path: Path) -> None:
+        """The per-frame columns and the log go through every backend's write path (direct
+        chunks or rows) beside the frames, across chunk boundaries and flushes."""
+        target = self.target(tmp_path, "columns.h5")
+        n = 45  # 16 frames a chunk: two whole chunks and a partly filled one, flushed twice
+        async with streamsave.open_saver(target, **self.options(chunk_bytes=512, flush_interval=60)) as saver:
+            ch = saver.add_detector("Camera").add_channel("image", shape=(4, 4), dtype="uint16", frame_numbers=True,
+                                                          metadata={"exposure": "float64", "gain": "int32"})
+            saver.log("started")
+            for i in range(n):
+                await ch.push(np.full((4, 4), i, "uint16"), frame_number=3 * i + 1,
+                              metadata={"exposure": i / 8, "gain": -i})
+                if i in (10, 30):
+                    await saver.flush()
+            saver.log("done ✓")
+        with self.reader(target) as run:
+            image = run.channels["Camera/image"]
+            assert len(image) == n
+            np.testing.assert_array_equal(image.frame_numbers[:], 3 * np.arange(n) + 1)
+            np.testing.assert_array_equal(image.metadata["exposure"][:], np.arange(n) / 8)
+            np.testing.assert_array_equal(image.metadata["gain"][:], -np.arange(n))
+            assert image.missing_frames()[:2] == [range(2, 4), range(5, 7)]  # from the first number given
+            assert [m.text for m in run.log] == ["started", "done ✓"]
+
     @pytest.mark.parametrize("size", ["small", "large"])
     async def test_settings_units_and_axes_read_back(self, tmp_path: Path, size: str) -> None:
         """Settings (large ones go to datasets), units and axes, through open_reader."""

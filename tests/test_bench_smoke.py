@@ -17,7 +17,7 @@ EXPECTED = {
     "odirect_write", "pagecache_write", "blosc2_lz4", "blosc2_zstd1bit", "blosc2_lz4_2048",
     "naive_h5py", "pymodaq_2d512", "pymodaq_1d", "pymodaq_0d",
     # streamsave scenarios (recorded as skipped, with a reason, when they cannot run)
-    "ss_2d_none", "ss_2d_lz4", "ss_2d_zstd1bit", "ss_2d2048_lz4", "ss_1d", "ss_0d_push",
+    "ss_2d_none", "ss_2d_lz4", "ss_2d_zstd1bit", "ss_2d_none_meta4", "ss_2d2048_lz4", "ss_1d", "ss_0d_push",
     "ss_0d_push_many", "ss_16x1d", "ss_mixed", "ss_2d_lz4_swmr_off", "ss_2d_lz4_flush01",
     "ss_2d_lz4_sub3", "ss_scan_2d_lz4",
     # one per backend beside the default
@@ -55,5 +55,5 @@ def test_quick_benchmark_run_writes_complete_results(tmp_path: Path) -> None:
         assert entries[name]["mb_per_s"] > 0
     assert {"2d_uncompressed_vs_odirect", "2d_lz4_vs_blosc2_alone", "1d_frames_per_s",
             "0d_push_per_s", "0d_push_many_values_per_s", "2d_vs_pymodaq",
-            "16ch_aggregate_vs_single"} <= set(doc["targets"])
+            "16ch_aggregate_vs_single", "2d_metadata4_vs_none"} <= set(doc["targets"])
     assert not list(tmp_path.glob("streamsave-bench-*")), "benchmark files left behind"

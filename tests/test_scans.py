@@ -394,6 +394,20 @@ async def test_bad_scan_declarations(tmp_path: Path) -> None:
             scan.detectors["D"].add_channel("c", dtype="int16", fill_value="x")  # type: ignore[arg-type]
 
 
+async def test_frame_numbers_and_metadata_are_refused_on_scan_points(tmp_path: Path) -> None:
+    """A scan point is identified by its index: a frame number or metadata given to a scan
+    channel is refused with the typed error of continuous channels, and the point stays free."""
+    async with streamsave.open_saver(tmp_path / "cols.h5") as saver:
+        ch = saver.add_scan("S", axes=grid_axes()).add_detector("D").add_channel("c", dtype="float64")
+        with pytest.raises(streamsave.FrameNumberError, match=r"'S/D/c'.*frame_number=7.*index="):
+            await ch.push(1.0, index=(0, 0), frame_number=7)
+        with pytest.raises(streamsave.MetadataError, match=r"metadata=\{'exposure': 0.1\}"):
+            ch.push_nowait(1.0, index=(0, 0), metadata={"exposure": 0.1})
+        await ch.push(2.0, index=(0, 0))
+    with h5py.File(tmp_path / "cols.h5") as f:
+        assert f["RawData/Scan000/Detector000/Data0D/CH00/Data00"][0, 0] == 2.0
+
+
 async def test_a_backend_without_direct_chunk_write_refuses_scans_when_declared(tmp_path: Path) -> None:
     """Scan points are stored by direct chunk write: a backend without it (HSDS) is told
     so at add_scan, not by a failed writer later; its continuous channels still work."""

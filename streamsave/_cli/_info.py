@@ -14,6 +14,7 @@ from typing import Any, Final
 import numpy as np
 
 from .._channel_reader import ChannelReader
+from .._errors import ReadError
 from .._reader import Run, open_reader
 from ._common import EXIT_OK, CommandError, console, nbytes
 
@@ -101,7 +102,26 @@ def describe_channel(ch: ChannelReader) -> dict[str, Any]:
         "compression_ratio": raw / stored if stored else None,
         "time": times, "frames_per_second": fps, "mb_per_second": fps * frame_bytes / 1e6 if fps else None,
         "axes": [_axis(axis, size) for axis, size in zip(ch.axes, ch.frame_shape, strict=False)],
+        "frame_numbers": _frame_numbers(ch), "metadata": {name: str(col.dtype) for name, col in ch.metadata.items()},
     }
+
+
+#: frame numbers read for the gaps at most (8 bytes each)
+_MAX_NUMBERS: Final = 1 << 25
+
+
+def _frame_numbers(ch: ChannelReader) -> dict[str, Any] | None:
+    """The first and last frame numbers and the missing ones (``None``: the channel has none)."""
+    numbers = ch.frame_numbers
+    if numbers is None or not len(numbers) or len(numbers) > _MAX_NUMBERS:
+        return None
+    try:
+        gaps = ch.missing_frames()
+    except ReadError:  # numbers that do not increase: described without gaps
+        gaps = None
+    return {"first": int(numbers[0]), "last": int(numbers[-1]),
+            "missing": None if gaps is None else sum(len(g) for g in gaps),
+            "gaps": None if gaps is None else [[g.start, g.stop - 1] for g in gaps[:100]]}
 
 
 def _dataset(ch: ChannelReader) -> Any:
@@ -239,6 +259,22 @@ def _channel_text(key: str, ch: dict[str, Any], width: int) -> Iterator[str]:
     if ch["axes"]:
         yield from _wrap("axes     " + "; ".join(_axis_text(a) for a in ch["axes"]), width, "      ", "               ")
     yield from _wrap("storage  " + _storage_text(ch), width, "      ", "               ")
+    numbers = ch.get("frame_numbers")
+    if numbers is not None:
+        missing = numbers["missing"]
+        line = f"{numbers['first']:,}..{numbers['last']:,}"
+        if missing is None:
+            line += " (not increasing)"
+        elif missing:
+            line += f", {missing:,} missing in {len(numbers['gaps'])}{'+' if len(numbers['gaps']) == 100 else ''} gaps"
+            line += " (" + ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in numbers["gaps"][:5]) + \
+                (", ..." if len(numbers["gaps"]) > 5 else "") + ")"
+        else:
+            line += ", none missing"
+        yield from _wrap("numbers  " + line, width, "      ", "               ")
+    if ch.get("metadata"):
+        yield from _wrap("metadata " + ", ".join(f"{k} ({v})" for k, v in ch["metadata"].items()), width,
+                         "      ", "               ")
 
 
 def _axis_text(axis: dict[str, Any]) -> str:

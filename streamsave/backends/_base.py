@@ -25,7 +25,7 @@ __all__ = ("ALL_CODECS", "AttrValue", "Backend", "DatasetSpec")
 ALL_CODECS: Final = frozenset({"blosclz", "lz4", "lz4hc", "zlib", "zstd"})
 
 #: What an attribute may hold once the layout has encoded it.
-AttrValue: TypeAlias = str | int | float | bytes | npt.NDArray[Any]
+AttrValue: TypeAlias = str | int | float | bytes | np.generic | npt.NDArray[Any]
 
 
 class DatasetSpec:

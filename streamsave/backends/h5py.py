@@ -140,7 +140,11 @@ class H5pyBackend(Backend):
         return bytes(data)
 
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
-        self._dataset(path)[start : start + len(values)] = values
+        dset = self._dataset(path)
+        if values.dtype.kind == "O":  # rows of a variable-length type: h5py would broadcast rows of one length
+            dset.write_direct(values, dest_sel=np.s_[start : start + len(values)])
+            return
+        dset[start : start + len(values)] = values
 
     def start_swmr(self) -> None:
         self.file.swmr_mode = True
@@ -368,4 +372,14 @@ class _Writeback:
 
 def _set_attrs(node: h5py.HLObject, attrs: Mapping[str, AttrValue]) -> None:
     for key, value in attrs.items():
+        if isinstance(value, np.generic) and key in node.attrs and _same_type(node, key, value):
+            # in place: h5py's assignment creates a new attribute beside the old one first, which can
+            # make an object header grow, and HDF5 fails that under SWMR ("Parent entry isn't pinned")
+            node.attrs.modify(key, value)
+            continue
         node.attrs[key] = value
+
+
+def _same_type(node: h5py.HLObject, key: str, value: np.generic) -> bool:
+    old = node.attrs.get_id(key)
+    return bool(old.dtype == value.dtype and old.shape == ())

@@ -136,6 +136,8 @@ class TablesBackend(Backend):
 
     def resize(self, path: str, length: int) -> None:
         node = self._node(path)
+        if isinstance(node, tables.VLArray) and length >= node.nrows:
+            return  # a VLArray grows by appending its rows (write_rows)
         if length < node.nrows and node.chunkshape is not None:
             _forget_chunk_info(node)
         node.truncate(length)
@@ -145,7 +147,14 @@ class TablesBackend(Backend):
         self._writeback.wrote(len(data) if isinstance(data, bytes) else data.nbytes)
 
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
-        self._node(path)[start:start + len(values)] = values
+        node = self._node(path)
+        if isinstance(node, tables.VLArray):  # rows of any length: replaced by truncating and appending
+            if node.nrows > start:
+                node.truncate(start)
+            for row in values:
+                node.append(row)
+            return
+        node[start:start + len(values)] = values
 
     def start_swmr(self) -> None:
         raise NotImplementedError("PyTables has no SWMR mode")
@@ -245,8 +254,10 @@ def _set_attrs(node: Any, attrs: Mapping[str, AttrValue]) -> None:
     node_attrs = node._v_attrs
     present = set(node_attrs._v_attrnamessys)
     for key, value in attrs.items():
-        if key in _SYSTEM_ATTRS and key in present:
-            continue  # PyTables' own CLASS, VERSION and EXTDIM stay as PyTables needs them
+        if key in _SYSTEM_ATTRS and (key in present or key == "EXTDIM"):
+            # PyTables' own CLASS, VERSION and EXTDIM stay as PyTables needs them; a node
+            # of a kind without EXTDIM (a VLArray such as the Logger) gets none
+            continue
         node_attrs[key] = _attr_value(value)
 
 

@@ -65,7 +65,7 @@ import h5py  # noqa: E402
 import hdf5plugin  # noqa: E402, F401  (the Blosc2 filter)
 import numpy as np  # noqa: E402
 
-from streamsave import recover  # noqa: E402
+from streamsave import RecoveryError, recover  # noqa: E402
 from tests._crash_writer import (  # noqa: E402
     KINDS,
     MAKERS,
@@ -126,6 +126,9 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
     in_flush: bool = False  # killed while HDF5 flushed or closed the file (the writer's note)
     torn: bool = False  # the known limit of plain files: every failure is torn metadata
+    #: recovery's refusal of a file killed before its first flush (HDF5 had not yet written
+    #: the whole file; no frame was durable, so none is lost)
+    unpromised: str = ""
 
     def classify(self) -> None:
         """Decide :attr:`torn` (see the module docstring)."""
@@ -306,6 +309,12 @@ def check(src: Path, dst: Path, outcome: Outcome) -> None:
     digest = _sha256(src)
     try:
         report = recover(src, dst)
+    except RecoveryError as exc:
+        if not any(outcome.durable.values()):  # killed before its first flush: nothing was promised
+            outcome.unpromised = str(exc)
+            return
+        outcome.failures.append(f"recover raised {exc!r}")
+        return
     except Exception as exc:
         outcome.failures.append(f"recover raised {exc!r}")
         return

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +13,7 @@ from typing import Any, Literal
 from ._errors import ConfigError, StorageError
 from ._spec import Compression, Overflow
 from .backends import Backend
+from .backends._registry import Capabilities, backend_class, capabilities, check_saver
 
 __all__ = ("SaverConfig", "make_config")
 
@@ -32,7 +34,8 @@ class SaverConfig:
     queue_bytes: int = 256 * 2**20
     memory_budget: int = 2**30
     overflow: Overflow = Overflow.BLOCK
-    swmr: bool = True
+    #: ``None`` (default): SWMR where the backend has it; resolved to a bool on construction
+    swmr: bool | None = None
     chunk_bytes: int = 2 * 2**20
     max_chunk_frames: int = 16384
     max_frame_bytes: int = 1 << 30
@@ -44,6 +47,9 @@ class SaverConfig:
     progress_interval: float = 0.2
     high_water: float = 0.8
     backend: str | Callable[..., Backend] = "h5py"
+    #: keywords for the backend's constructor (a server's endpoint, credentials): never shown
+    backend_options: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    _caps: Capabilities | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fsync: object = self.fsync
@@ -71,9 +77,20 @@ class SaverConfig:
         if self.queue_size is not None and (
                 isinstance(self.queue_size, bool) or not isinstance(self.queue_size, int) or self.queue_size < 1):
             raise ConfigError(f"queue_size must be a positive number of frames or None, got {self.queue_size!r}")
-        if self.backend != "h5py" and not callable(self.backend):
-            raise ConfigError(f"backend={self.backend!r} is unknown; expected 'h5py' or a callable "
-                              "(path, mode) -> Backend")
+        if self.swmr is not None and not isinstance(self.swmr, bool):
+            raise ConfigError(f"swmr must be True, False or None (SWMR where the backend has it), got {self.swmr!r}")
+        options = self.backend_options
+        if options is not None and (not isinstance(options, Mapping) or
+                                    not all(isinstance(key, str) for key in options)):
+            # the values are never shown: they may be credentials
+            raise ConfigError("backend_options must be a mapping of keyword names to values, got a "
+                              f"{type(options).__name__}")
+        factory = backend_class(self.backend)
+        _check_options(factory, options or {})
+        caps = capabilities(factory)
+        object.__setattr__(self, "_caps", caps)
+        object.__setattr__(self, "swmr", check_saver(caps, swmr=self.swmr, compression=self.compression,
+                                                     chunk_bytes=self.chunk_bytes))
 
     def check_target(self) -> None:
         """Fail at once, with a clear message, when the file cannot be created.
@@ -82,6 +99,8 @@ class SaverConfig:
             directory, or the file exists and ``mode`` does not allow overwriting it.
         """
         path, parent = self.path, self.path.parent
+        if not self.capabilities.local:
+            return  # not a local file (a service's domain): the backend says what is wrong
         if not parent.is_dir():
             raise StorageError(errno.ENOENT, f"cannot create {str(path)!r}: the directory {str(parent)!r} does not "
                                "exist (create it first)")
@@ -91,18 +110,36 @@ class SaverConfig:
             raise StorageError(errno.EEXIST, f"{str(path)!r} already exists; pass mode='w' to overwrite it, or "
                                "choose another name")
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the backend's class declares it can do."""
+        assert self._caps is not None
+        return self._caps
+
     def backend_factory(self) -> Callable[..., Backend]:
         """The backend class (or factory) the saver opens its file with."""
-        if callable(self.backend):
-            return self.backend
-        from .backends.h5py import H5pyBackend
-
-        return H5pyBackend
+        return backend_class(self.backend)
 
     def open_backend(self, mode: str | None = None) -> Backend:
         """Open the file: ``mode`` defaults to the saver's (``"x"`` means ``"w-"``)."""
         mode = mode or ("w-" if self.mode == "x" else self.mode)
-        return self.backend_factory()(self.path, mode, swmr=self.swmr)
+        return self.backend_factory()(self.path, mode, swmr=bool(self.swmr), **(self.backend_options or {}))
+
+
+def _check_options(factory: Callable[..., Backend], options: Mapping[str, Any]) -> None:
+    """:raises ~streamsave.ConfigError: the backend's constructor takes none of some
+    ``backend_options`` (named by key only: values may be credentials)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return  # a factory without a signature: it says itself what it refuses
+    try:
+        signature.bind("file.h5", "w-", swmr=False, **options)
+    except TypeError:
+        keys = ", ".join(repr(key) for key in options) or "none"
+        name = getattr(factory, "name", getattr(factory, "__name__", "?"))
+        raise ConfigError(f"backend {name!r} does not take the backend_options given (keys: {keys}); see its "
+                          "documentation for the options it takes") from None
 
 
 def make_config(path: str | os.PathLike[str], options: dict[str, Any]) -> SaverConfig:
@@ -113,8 +150,10 @@ def make_config(path: str | os.PathLike[str], options: dict[str, Any]) -> SaverC
         opts["compression"] = Compression.parse(opts["compression"])
     if "overflow" in opts:
         opts["overflow"] = Overflow.parse(opts["overflow"])
+    local = capabilities(backend_class(opts.get("backend", "h5py"))).local
     try:
-        # Absolute from the start: the writer must not follow a later os.chdir().
-        return SaverConfig(path=Path(os.path.abspath(path)), **opts)
+        # Absolute from the start: the writer must not follow a later os.chdir() (a service's
+        # domain is kept as given).
+        return SaverConfig(path=Path(os.path.abspath(path) if local else path), **opts)
     except TypeError as exc:
         raise ConfigError(f"open_saver: {exc}") from None

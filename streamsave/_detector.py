@@ -13,6 +13,7 @@ from ._compress import choose_chunk_frames
 from ._errors import ConfigError
 from ._layout import Naming, check_name
 from ._spec import Axis, Overflow
+from .backends._registry import check_request
 
 if TYPE_CHECKING:
     from ._control import Control
@@ -129,6 +130,12 @@ class Detector:
         if chunk_frames == 1 and frame_nbytes > cfg.chunk_bytes and len(shape) >= 1 and shape[0] > 1:
             tiles = -(-frame_nbytes // cfg.chunk_bytes)
             tile_rows = -(-shape[0] // tiles)  # rows per tile: near chunk_bytes, balanced
+        caps = cfg.capabilities
+        if caps.max_request_bytes is not None:  # one chunk (rows of whole frames without direct chunk write)
+            per_row = frame_nbytes // shape[0] if shape else frame_nbytes
+            request = frame_nbytes if tile_rows and not caps.direct_chunk_write else \
+                tile_rows * per_row if tile_rows else chunk_frames * frame_nbytes
+            check_request(caps, request, f"channel {name!r}: a chunk")
         left = self._control.queue_bytes_left
         if queue_size is None:
             wanted = min(1 << 20, cfg.queue_bytes // max(1, frame_nbytes))

@@ -35,7 +35,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from ._errors import ConfigError
-from ._spec import Axis
+from ._spec import Axis, Compression
 from ._version import __version__
 from .backends import AttrValue, Backend, DatasetSpec
 
@@ -318,6 +318,7 @@ class Layout:
         units: str,
         label: str,
         axes: Sequence[Axis],
+        compression: Compression | None = None,
     ) -> None:
         dim = dim_group(len(shape))
         dim_path = f"{detector_path}/{dim}"
@@ -346,7 +347,7 @@ class Layout:
             data_attrs["interpretation"] = "image"  # viewers then page through the frames
         self._backend.create_dataset(data_path, DatasetSpec(
             shape=(0, *stored), maxshape=(None, *stored), dtype=dtype, chunks=chunk_shape, filter=filter,
-            attrs=data_attrs,
+            compression=compression, attrs=data_attrs,
         ))
         for i, axis in enumerate(axes):
             values = axis.coordinates(shape[i])

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -40,6 +40,8 @@ from ._errors import ReadError
 from ._hdf5 import set_property
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING
 from ._spec import Axis
+from .backends import Backend
+from .backends._registry import backend_class, capabilities
 
 __all__ = ("Run", "open_reader")
 
@@ -47,15 +49,32 @@ _MAX_NODES: Final = 100_000  # a file with more nodes than this is not walked fu
 _DIM_GROUPS: Final = ("Data0D", "Data1D", "Data2D", "DataND")
 
 
-def open_reader(path: str | os.PathLike[str], *, swmr: bool | None = None) -> Run:
+def open_reader(path: str | os.PathLike[str], *, swmr: bool | None = None,
+                backend: str | Callable[..., Backend] = "h5py",
+                backend_options: Mapping[str, Any] | None = None) -> Run:
     """Open a recorded HDF5 file for reading (``with streamsave.open_reader(p) as run:``).
 
-    :param path: the file.
+    :param path: the file (for a service such as HSDS, its domain).
     :param swmr: ``None`` (default): a plain reader, or an SWMR reader if a writer
         has the file open in SWMR mode; ``True``/``False`` to insist on one.
+    :param backend: where the file is: ``"h5py"`` (default) and ``"tables"`` are local
+        HDF5 files, both read with h5py; ``"h5pyd"`` a domain of an HSDS service; or a
+        backend class.
+    :param backend_options: keywords for a service's backend (its endpoint and
+        credentials), never shown in errors; local files need none.
     :raises ~streamsave.ReadError: the file is missing, not HDF5, damaged, or being
         written without SWMR (then only the writer can read it until it closes).
+    :raises ~streamsave.ConfigError: an unknown backend, or one whose library is missing.
     """
+    factory = backend_class(backend)
+    if not capabilities(factory).local:
+        opener = getattr(factory, "open_readonly")  # noqa: B009  (factories are Backend classes here)
+        file = opener(str(path), **dict(backend_options or {}))
+        try:
+            return Run(Path(path), file, live=False)
+        except BaseException:
+            file.close()
+            raise
     file_path = Path(path)
     if not file_path.exists():
         raise ReadError(errno.ENOENT, f"{str(file_path)!r} does not exist")

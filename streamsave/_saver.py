@@ -280,10 +280,16 @@ async def open_saver(path: str | os.PathLike[str], **options: Any) -> AsyncItera
         (default 1 GiB), checked as channels are declared.
     :param overflow: policy of a full queue: ``"block"`` (default), ``"drop_oldest"``,
         ``"drop_newest"``, ``"error"``.
-    :param swmr: switch the file to SWMR mode when writing starts (default True),
-        so readers can follow it live and a killed writer leaves every flushed
-        frame readable. Every detector and channel must then be added before the
-        first push.
+    :param swmr: switch the file to SWMR mode when writing starts, so readers can
+        follow it live and a killed writer leaves every flushed frame readable; every
+        detector and channel must then be added before the first push. ``None``
+        (default): SWMR where the backend has it (h5py), a plain file where it does
+        not (PyTables, HSDS); ``True`` on a backend without SWMR is a ``ConfigError``.
+    :param backend: ``"h5py"`` (default, local file), ``"tables"`` (local file through
+        PyTables, no SWMR), ``"h5pyd"`` (an HSDS domain, ``path`` like
+        ``/home/USER/run.h5``), or a :class:`~streamsave.backends.Backend` class.
+    :param backend_options: keywords for the backend (for h5pyd ``endpoint``,
+        ``username``, ``password``); never shown in reprs, logs or errors.
     :param chunk_bytes: target size of one chunk (default 2 MiB).
     :param compress_threads: threads that assemble and compress chunks (default:
         one per CPU but one, which is left to the event loop and the writer thread).

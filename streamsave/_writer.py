@@ -17,6 +17,13 @@ the end of the file is handed back by HDF5 at once and overwritten), and what ke
 a slow channel's file from growing with every flush (under SWMR freed space is never
 reused). Chunks filled between two flushes are compressed as usual.
 
+A backend without direct chunk write (a service such as HSDS) gets the same chunks
+of whole frames uncompressed, as rows (:meth:`~streamsave.backends.Backend.write_rows`):
+consecutive chunks of a channel are joined into one request of at most the
+backend's ``max_request_bytes``, a partly filled chunk's rows are simply written
+again with the frames added since, and the backend compresses as the dataset's
+``compression`` says.
+
 It talks back to the event loop only through fire-and-forget wake-ups
 (:class:`~streamsave._waker.LoopWaker`), and to producers only through their
 channels' ``_writer_*`` methods, so a busy loop never slows it down.
@@ -48,6 +55,7 @@ if TYPE_CHECKING:
     from ._detector import Detector
 
 from .backends import Backend
+from .backends._registry import capabilities, check_saver
 
 __all__ = ("Writer", "WriterHooks")
 
@@ -116,14 +124,17 @@ class _Stream:
     """The writer's state for one channel: the chunk being filled and buffers."""
 
     __slots__ = ("buffers", "channel", "dirty", "encoder", "extent", "index", "k", "m", "pieces", "raw",
-                 "released", "reported_written", "stored_sizes", "tile_rows", "time_axis", "times")
+                 "released", "reported_written", "rows", "stored_sizes", "tile_rows", "time_axis", "times")
 
-    def __init__(self, channel: Channel, encoder: ChunkEncoder) -> None:
+    def __init__(self, channel: Channel, encoder: ChunkEncoder, *, rows: bool = False) -> None:
         self.channel = channel
         self.encoder = encoder
         self.k = channel.chunk_frames
+        #: the backend takes rows, not chunks: frames are stored whole, uncompressed by the engine
+        self.rows = rows
         #: rows per tile when each frame is stored as several chunks, else 0
-        self.tile_rows = channel.chunk_shape[1] if channel.chunk_shape[1:] != channel.stored_shape else 0
+        self.tile_rows = channel.chunk_shape[1] if channel.chunk_shape[1:] != channel.stored_shape and not rows \
+            else 0
         self.index = 0  # chunk being filled
         self.m = 0  # frames in it
         self.pieces: list[Piece] = []
@@ -246,6 +257,10 @@ class Writer:
         self.inflight: deque[_Job] = deque()
         self.pool = ThreadPoolExecutor(self.config.compress_threads, thread_name_prefix="streamsave-encode")
         self.swmr_started = False
+        #: the backend has no direct chunk write: chunks are stored as rows (see the module docstring)
+        self.rows = False
+        #: the most bytes one write_rows call may carry
+        self.max_request = 1 << 62
         self.aborted = False
         self.flushes = 0
         #: the channels (data paths) the journal has columns for, once it exists
@@ -272,13 +287,17 @@ class Writer:
             self._shutdown()
 
     def _open(self) -> Backend:
-        """Open the backend, refusing what it cannot do (it reads the capability flags),
-        before the file is created when the backend's class says so."""
+        """Open the backend, refusing what it cannot do (it reads the capability flags).
+
+        The backend's class was checked with the saver's options (before the file was
+        created); a factory may return a backend that declares less, checked here."""
         cfg = self.config
-        _check_capabilities(cfg.backend_factory(), cfg.swmr)
         backend = cfg.open_backend()
         try:
-            _check_capabilities(backend, cfg.swmr)
+            caps = capabilities(backend)
+            check_saver(caps, swmr=cfg.swmr, compression=cfg.compression, chunk_bytes=cfg.chunk_bytes)
+            self.rows = not caps.direct_chunk_write
+            self.max_request = caps.max_request_bytes or self.max_request
         except ConfigError:
             backend.close()
             if cfg.mode != "w":  # the file did not exist before: leave no trace of the refusal
@@ -352,9 +371,11 @@ class Writer:
             ch: Channel = obj
             self.layout.add_channel(
                 ch.paths.group.rsplit("/", 2)[0], ch.detector, ch.paths, name=ch.name, shape=ch.shape,
-                dtype=ch.dtype, chunk_shape=ch.chunk_shape, filter=filter_for(self.config.compression),
-                units=ch.units, label=ch.label, axes=ch.axes)
-            self.streams.append(_Stream(ch, ChunkEncoder(self.config.compression, ch.dtype.itemsize)))
+                dtype=ch.dtype, chunk_shape=ch.chunk_shape,
+                filter=None if self.rows else filter_for(self.config.compression),
+                units=ch.units, label=ch.label, axes=ch.axes, compression=self.config.compression)
+            encoder = ChunkEncoder(None if self.rows else self.config.compression, ch.dtype.itemsize)
+            self.streams.append(_Stream(ch, encoder, rows=self.rows))
             self.control.publish(ChannelCreated(
                 channel=ch.full_name, path=str(self.config.path), dataset=ch.paths.data, time_axis=ch.paths.time,
                 frame_shape=ch.shape, dtype=ch.dtype.name, chunk_shape=ch.chunk_shape))
@@ -468,6 +489,9 @@ class Writer:
             backend.resize(stream.channel.paths.data, end)
             backend.resize(stream.channel.paths.time, end)
             stream.extent = end
+        if self.rows:
+            self._store_rows(backend, done)
+            return
         for i, (job, (payload, buf)) in enumerate(done):
             if self._aborting():  # an aborted close ran out of time: store nothing more
                 self._drop_jobs([j for j, _ in done[i:]])
@@ -499,6 +523,50 @@ class Writer:
         # stored frames give their room back (the writer keeps those of a partly filled chunk
         # for its next version: at most one chunk per channel beyond the queue)
         ch._writer_stored(start + job.frames, float(job.times[-1]), delta, job.frames - released)
+
+    def _store_rows(self, backend: Backend, done: list[tuple[_Job, Encoded]]) -> None:
+        """Store chunks as rows: each run of consecutive frames of one channel, up to
+        ``max_request`` bytes, in one request (and its timestamps in another)."""
+        runs: list[list[tuple[_Job, npt.NDArray[Any], npt.NDArray[Any] | None]]] = []
+        end = -1
+        size = 0
+        for job, (payload, buf) in done:
+            stream = job.stream
+            values = np.frombuffer(payload, dtype=stream.channel.dtype).reshape(
+                (-1, *stream.channel.stored_shape))[:job.frames]
+            start = job.index * stream.k
+            if not runs or runs[-1][0][0].stream is not stream or start != end or size + values.nbytes > \
+                    self.max_request:
+                runs.append([])
+                size = 0
+            runs[-1].append((job, values, buf))
+            end = start + job.frames
+            size += values.nbytes
+        for i, run in enumerate(runs):
+            if self._aborting():  # an aborted close ran out of time: store nothing more
+                self._drop_jobs([job for later in runs[i:] for job, _, _ in later])
+                return
+            self._store_run(backend, run)
+
+    def _store_run(self, backend: Backend, run: list[tuple[_Job, npt.NDArray[Any], npt.NDArray[Any] | None]]) -> None:
+        first = run[0][0]
+        stream = first.stream
+        ch = stream.channel
+        start = first.index * stream.k
+        values = run[0][1] if len(run) == 1 else np.concatenate([v for _, v, _ in run])
+        times = first.times if len(run) == 1 else np.concatenate([job.times for job, _, _ in run])
+        backend.write_rows(ch.paths.data, start, values)
+        backend.write_rows(ch.paths.time, start, times)
+        for job, part, buf in run:
+            delta = part.nbytes - stream.stored_sizes.pop(job.index, 0)  # a partly filled version is replaced
+            released = stream.released.pop(job.index, 0)
+            if not job.final:
+                stream.stored_sizes[job.index] = part.nbytes
+                stream.released[job.index] = job.frames
+            if buf is not None:
+                stream.buffers.append(buf)
+            job_start = job.index * stream.k
+            ch._writer_stored(job_start + job.frames, float(job.times[-1]), delta, job.frames - released)
 
     def _drop_jobs(self, jobs: list[_Job]) -> None:
         """Forget chunks that will not be stored, and shrink the datasets back to the
@@ -610,16 +678,6 @@ class Writer:
             self.layout.drop_empty(backend, empty)
         self.backend = None
         backend.close(fsync=self.config.fsync != "never")
-
-
-def _check_capabilities(backend: object, swmr: bool) -> None:
-    """:raises ~streamsave.ConfigError: the backend (class or instance) lacks what the saver needs."""
-    name = getattr(backend, "name", type(backend).__name__)
-    if getattr(backend, "supports_direct_chunk_write", True) is False:
-        raise ConfigError(f"backend {name!r} cannot store chunks compressed beforehand (direct chunk write), "
-                          "which this engine needs")
-    if swmr and getattr(backend, "supports_swmr", True) is False:
-        raise ConfigError(f"backend {name!r} has no SWMR mode; open the saver with swmr=False")
 
 
 def _translate(exc: BaseException, action: str) -> BaseException:

@@ -745,7 +745,7 @@ def test_importing_streamsave_leaves_blosc2_settings_alone(tmp_path: Path) -> No
 
 async def test_a_backend_without_swmr_is_refused_with_swmr(tmp_path: Path) -> None:
     with pytest.raises(streamsave.ConfigError) as info:
-        async with streamsave.open_saver(tmp_path / "swmr.h5", backend=_NoSwmr):
+        async with streamsave.open_saver(tmp_path / "swmr.h5", backend=_NoSwmr, swmr=True):
             pass
     message = str(info.value)
     assert _NoSwmr.name in message and "swmr=False" in message, message

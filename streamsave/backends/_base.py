@@ -11,12 +11,18 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ("AttrValue", "Backend", "DatasetSpec")
+if TYPE_CHECKING:
+    from .._spec import Compression
+
+__all__ = ("ALL_CODECS", "AttrValue", "Backend", "DatasetSpec")
+
+#: every codec a :class:`~streamsave.Compression` may name
+ALL_CODECS: Final = frozenset({"blosclz", "lz4", "lz4hc", "zlib", "zstd"})
 
 #: What an attribute may hold once the layout has encoded it.
 AttrValue: TypeAlias = str | int | float | bytes | npt.NDArray[Any]
@@ -29,11 +35,17 @@ class DatasetSpec:
     :param dtype: a numpy dtype, or the string ``"vlen-uint8"`` for rows of bytes.
     :param chunks: chunk shape, or ``None`` for contiguous storage.
     :param filter: ``(filter id, options)`` of the filter that decodes directly
-        written chunks, or ``None``.
+        written chunks, or ``None``. Set only when the engine will store chunks it
+        compressed itself (:meth:`Backend.write_chunk`); a backend declares it on the
+        dataset as it is.
+    :param compression: how the dataset's values are to be compressed, or ``None``
+        for uncompressed. A backend without direct chunk write (the engine then hands
+        it plain rows) creates the dataset with its own filter for it; a backend with
+        direct chunk write uses ``filter`` and may ignore this.
     :param data: initial content (for fixed-size datasets such as axes).
     """
 
-    __slots__ = ("attrs", "chunks", "data", "dtype", "filter", "maxshape", "shape")
+    __slots__ = ("attrs", "chunks", "compression", "data", "dtype", "filter", "maxshape", "shape")
 
     def __init__(
         self,
@@ -43,6 +55,7 @@ class DatasetSpec:
         maxshape: tuple[int | None, ...] | None = None,
         chunks: tuple[int, ...] | None = None,
         filter: tuple[int, tuple[int, ...]] | None = None,
+        compression: Compression | None = None,
         data: npt.NDArray[Any] | None = None,
         attrs: Mapping[str, AttrValue] | None = None,
     ) -> None:
@@ -51,22 +64,58 @@ class DatasetSpec:
         self.maxshape = maxshape
         self.chunks = chunks
         self.filter = filter
+        self.compression = compression
         self.data = data
         self.attrs = dict(attrs or {})
 
 
 class Backend(ABC):
     """One open file. Create it with the subclass's constructor, then build the tree,
-    optionally :meth:`start_swmr`, write, :meth:`flush` and :meth:`close`."""
+    optionally :meth:`start_swmr`, write, :meth:`flush` and :meth:`close`.
+
+    The constructor is ``Backend(path, mode, *, swmr, **backend_options)``: ``mode``
+    is ``"w-"`` (create, fail if it exists), ``"w"`` (create or truncate) or ``"r+"``
+    (reopen for update); ``swmr`` says the file will switch to SWMR mode;
+    ``backend_options`` are what the user passed as ``backend_options=`` (a server's
+    endpoint and credentials, for instance), which a backend never shows in a repr,
+    a log line or an error message.
+
+    The class attributes below are the backend's capabilities; the engine reads them
+    before it opens anything and refuses, with a :class:`~streamsave.ConfigError`
+    naming what the backend can do, what a backend cannot do.
+    """
 
     #: name recorded in the file's ``backend`` attributes
     name: ClassVar[str]
-    #: the backend can store pre-encoded chunks with :meth:`write_chunk`
+    #: the backend can store pre-encoded chunks with :meth:`write_chunk`; without it the
+    #: engine never compresses: it hands whole frames to :meth:`write_rows`, and the
+    #: backend compresses as the dataset's ``compression`` says
     supports_direct_chunk_write: ClassVar[bool]
     #: the backend can switch the file to single-writer/multiple-reader mode
     supports_swmr: ClassVar[bool]
+    #: the :class:`~streamsave.Compression` codecs it can store (uncompressed always works)
+    codecs: ClassVar[frozenset[str]] = ALL_CODECS
+    #: the largest single write it accepts, in bytes (``None``: no limit)
+    max_request_bytes: ClassVar[int | None] = None
+    #: files are local HDF5 files, which :func:`~streamsave.open_reader` opens with h5py;
+    #: ``False`` for a service, which the reader opens with :meth:`open_readonly`
+    local: ClassVar[bool] = True
+    #: the pip extra that installs what the backend needs (named in errors), or ``""``
+    extra: ClassVar[str] = ""
 
     path: os.PathLike[str] | str
+
+    @classmethod
+    def open_readonly(cls, path: str, **backend_options: Any) -> Any:
+        """Open ``path`` read-only for :func:`~streamsave.open_reader` and return an
+        object with h5py's ``File`` interface (groups, datasets, ``attrs``, ``close``).
+
+        Only called for backends whose files are not local (:attr:`local` is false);
+        local files are opened by the reader itself with h5py.
+
+        :raises ~streamsave.ReadError: the file cannot be opened.
+        """
+        raise NotImplementedError(f"backend {cls.name!r} has local files: open them with h5py")
 
     @abstractmethod
     def create_group(self, path: str, attrs: Mapping[str, AttrValue]) -> None:

@@ -226,8 +226,9 @@ class H5pydBackend(Backend):
         raise NotImplementedError(f"backend {self.name!r} has no direct chunk write: the engine writes rows")
 
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
-        """Queue rows ``start:start+len(values)``; they are sent, joined with the rows
-        next to them, when about ``batch_bytes`` have gathered or at the next flush."""
+        """Queue a copy of rows ``start:start+len(values)``; they are sent, joined with
+        the rows next to them, when about ``batch_bytes`` have gathered or at the next
+        flush."""
         if not len(values):
             return
         run = self._runs.get(path)
@@ -346,12 +347,12 @@ class _Run:
     def add(self, start: int, values: npt.NDArray[Any]) -> None:
         if start < self.end:
             self.truncate(start)
-        self.parts.append((start, values))
+        self.parts.append((start, np.array(values, copy=True)))  # the caller may reuse its buffer
         self.end = start + len(values)
         self.nbytes += values.nbytes
 
     def values(self) -> npt.NDArray[Any]:
-        if len(self.parts) == 1:
+        if len(self.parts) == 1 and len(self.parts[0][1]) == self.end - self.start:
             return self.parts[0][1]
         return np.concatenate([part for _, part in self.parts])
 

@@ -40,8 +40,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import gc
 import logging
 import os
+import socket
+import urllib.parse
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -158,6 +163,7 @@ class H5pydBackend(Backend):
             raise StorageError(errno.EEXIST, f"cannot {action}: the domain exists; pass mode='w' to replace it, "
                                "or choose another name") from None
         except _ERRORS as exc:
+            _collect_quietly()
             code = getattr(exc, "errno", None)
             err = StorageError(f"HSDS: could not {action}: {_reason(exc, self._secrets)}")
             err.errno = code if isinstance(code, int) else errno.EIO
@@ -238,19 +244,25 @@ class H5pydBackend(Backend):
         if run is None:
             run = self._runs[path] = _Run(start)
         run.add(start, values)
-        if run.nbytes >= self._batch:
-            self._send(path, self._runs.pop(path))
+        if run.nbytes >= self._batch:  # send the full requests, keep the rest for the next
+            rows = run.end - run.start
+            per_request = max(1, self._batch // max(1, run.nbytes // rows))
+            cut = run.start + rows // per_request * per_request
+            tail = run.split(cut)
+            self._send(path, run)
+            if tail is not None:
+                self._runs[path] = tail
 
     def _send(self, path: str, run: _Run) -> None:
-        """Hand a run of rows to h5pyd (which keeps it until the next flush), in pieces
-        no larger than the service's largest request."""
+        """Hand a run of rows to h5pyd (which keeps it until the next flush, then sends
+        one request per piece), in pieces of at most ``batch_bytes`` (or one row)."""
         self._runs.pop(path, None)
         if run.end <= run.start:
             return
         dset = self._dataset(path)
         values = run.values()
         row_bytes = max(1, values[0].nbytes)
-        step = max(1, min(len(values), self.max_request_bytes // row_bytes))
+        step = max(1, min(len(values), self._batch // row_bytes))
         with self._storage_errors(f"write rows {run.start}:{run.end} of {path!r}"):
             for i in range(0, len(values), step):
                 dset[run.start + i:run.start + min(len(values), i + step)] = values[i:i + step]
@@ -351,6 +363,18 @@ class _Run:
         self.end = start + len(values)
         self.nbytes += values.nbytes
 
+    def split(self, at: int) -> _Run | None:
+        """Keep rows before ``at``; return the rows from ``at`` on as a run (or None)."""
+        if at >= self.end:
+            return None
+        values = self.values()
+        tail = _Run(at)
+        tail.parts, tail.end = [(at, values[at - self.start:])], self.end
+        tail.nbytes = tail.parts[0][1].nbytes
+        self.parts, self.end = [(self.start, values[:at - self.start])], at
+        self.nbytes = self.parts[0][1].nbytes
+        return tail
+
     def values(self) -> npt.NDArray[Any]:
         if len(self.parts) == 1 and len(self.parts[0][1]) == self.end - self.start:
             return self.parts[0][1]
@@ -369,14 +393,89 @@ def _connection(*, endpoint: str | None = None, username: str | None = None, pas
 
 
 def _open_file(path: str, mode: str, connection: Mapping[str, str]) -> Any:
-    """``h5pyd.File(path, mode, ...)``, keeping the root logger's level: h5pyd sets it
-    to ERROR on every open, which would silence the program's own logging."""
-    root = logging.getLogger()
-    level = root.level
+    """``h5pyd.File(path, mode, ...)``, without the connections h5pyd leaves open.
+
+    h5pyd's ``"w-"`` asks ``h5pyd.is_hdf5`` first, which never closes its connection,
+    and a refused open does not close its own either; the existence check is made
+    here with a file that is closed, and after a failure the abandoned connections
+    are collected at once (quietly: their sockets are h5pyd's to close).
+    """
     try:
+        if mode in ("w-", "x"):
+            try:
+                h5pyd.File(path, "r", **connection).close()
+            except FileNotFoundError:
+                pass
+            else:
+                raise FileExistsError(errno.EEXIST, "the domain exists", path)
+            mode = "w"
         return h5pyd.File(path, mode, **connection)
-    finally:
-        root.setLevel(level)
+    except BaseException:
+        _collect_quietly()
+        raise
+
+
+def _collect_quietly() -> None:
+    """Collect the sockets a failed request left behind, without their ResourceWarning:
+    requests-unixsocket does not close a socket whose connect failed (a service that
+    is gone), and h5pyd does not close a connection whose open was refused."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+def _keep_the_root_loggers_level() -> None:
+    """Make ``h5pyd.File()`` leave the root logger's level alone.
+
+    h5pyd (1.0) sets the root logger to ERROR whenever a ``File`` object is made: on
+    every open, and whenever a node's ``.file`` is looked up; that would silence the
+    program's own logging. The constructor is wrapped once, process-wide, to put the
+    level back.
+    """
+    init = h5pyd.File.__init__
+    if getattr(init, "_keeps_root_level", False):
+        return
+
+    @functools.wraps(init)
+    def keeping_level(self: Any, *args: Any, **kwargs: Any) -> None:
+        root = logging.getLogger()
+        level = root.level
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            root.setLevel(level)
+
+    keeping_level._keeps_root_level = True  # type: ignore[attr-defined]
+    h5pyd.File.__init__ = keeping_level
+
+
+def _close_refused_unix_sockets() -> None:
+    """Make requests-unixsocket close the socket of a connect that failed (a service
+    that is gone); it leaves it open, to be found unclosed by the garbage collector.
+    Its ``connect`` is replaced once, process-wide, by the same steps with the close."""
+    try:
+        from requests_unixsocket.adapters import UnixHTTPConnection
+    except ImportError:
+        return
+    if getattr(UnixHTTPConnection.connect, "_closes_on_failure", False):
+        return
+
+    def connect(self: Any) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(urllib.parse.unquote(urllib.parse.urlparse(self.unix_socket_url).netloc))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+    connect._closes_on_failure = True  # type: ignore[attr-defined]
+    UnixHTTPConnection.connect = connect
+
+
+_keep_the_root_loggers_level()
+_close_refused_unix_sockets()
 
 
 def _replace_attributes(file: Any) -> None:

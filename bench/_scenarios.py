@@ -13,6 +13,7 @@ raises) is recorded as skipped with the reason.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
@@ -50,12 +51,13 @@ class Scenario:
     name: str
     channels: tuple[Chan, ...]
     compression: str = "none"  # none | lz4 | zstd | zstd1bit
-    swmr: bool = True
+    swmr: bool | None = True  # None: not passed (the backend's default)
     flush_interval: float = 1.0
     queue_size: int = 256
     subscribers: int = 0
     series: str | None = None  # label in the throughput plot (single-channel runs)
     fsync: str | None = None  # open_saver(fsync=...); None: not passed (the default)
+    backend: str = "h5py"  # open_saver(backend=...), a name or a key of BACKEND_CLASSES
 
 
 def _cam(n: int = 4000, q: int = 400) -> Chan:
@@ -68,6 +70,12 @@ def _spectra(n: int = 50_000, q: int = 5_000) -> Chan:
 
 _SIXTEEN: Final = tuple(
     Chan(f"Spectrometer{i:02d}", "spectrum", "1d", 5_000, 500, yield_every=16) for i in range(16))
+
+#: the backends measured beside the default (h5py, ss_2d_lz4) in the same run, as
+#: ss_2d_lz4_<name>: each with its own default SWMR setting (none of these has SWMR)
+BACKENDS: Final = ("tables", "h5py-rows")
+#: benchmark-only backend names -> "module:Class"
+BACKEND_CLASSES: Final = {"h5py-rows": "streamsave.backends.h5py_rows:H5pyRowsBackend"}
 
 SCENARIOS: Final = {s.name: s for s in (
     Scenario("ss_2d_none", (_cam(),), "none", series="streamsave uncompressed"),
@@ -101,7 +109,23 @@ SCENARIOS: Final = {s.name: s for s in (
           ("1d_f1", _spectra(250_000, 20_000), "none", 1.0),
           ("1d_f01", _spectra(250_000, 20_000), "none", 0.1))
       for mode in ("close", "flush")),
+    *(Scenario(f"ss_2d_lz4_{backend.replace('-', '_')}", (_cam(),), "lz4", swmr=None, backend=backend)
+      for backend in BACKENDS),
 )}
+
+
+def backend_arg(sc: Scenario) -> dict[str, Any]:
+    """``open_saver`` keywords for the scenario's backend (none for the default)."""
+    if sc.backend == "h5py":
+        return {}
+    spec = BACKEND_CLASSES.get(sc.backend)
+    if spec is None:
+        return {"backend": sc.backend}
+    module, _, name = spec.partition(":")
+    try:
+        return {"backend": getattr(importlib.import_module(module), name)}
+    except (ImportError, AttributeError) as exc:
+        raise Skip(f"backend {sc.backend!r} is not available: {exc!r}") from exc
 
 
 def import_streamsave() -> ModuleType:
@@ -197,10 +221,11 @@ async def _main(ss: ModuleType, sc: Scenario, ctx: Ctx, pools: dict[str, Array],
         tg.start_soon(hb.run)
         await anyio.sleep(0.005)
         options: dict[str, Any] = {} if sc.fsync is None else {"fsync": sc.fsync}
+        options |= backend_arg(sc) | ({} if sc.swmr is None else {"swmr": sc.swmr})
         t0 = time.perf_counter()
         async with ss.open_saver(path, mode="w", compression=compression_arg(ss, sc.compression),
                                  flush_interval=sc.flush_interval, queue_size=sc.queue_size,
-                                 overflow="block", swmr=sc.swmr, **options) as saver:
+                                 overflow="block", **options) as saver:
             dets: dict[str, Any] = {}
             chans = []
             for c in sc.channels:
@@ -360,7 +385,7 @@ def _params(sc: Scenario, ctx: Ctx) -> dict[str, Any]:
     params: dict[str, Any] = {
         "compression": sc.compression, "swmr": sc.swmr, "flush_interval": sc.flush_interval,
         "queue_size": sc.queue_size, "overflow": "block", "subscribers": sc.subscribers,
-        "fsync": sc.fsync or "default (close)",
+        "fsync": sc.fsync or "default (close)", "backend": sc.backend,
         "n_channels": len(sc.channels), "kind": first.key, "frame_bytes": first.nbytes,
         "channels": [{"detector": c.detector, "channel": c.name, "kind": c.kind,
                       "frames": ctx.count(c.full, c.quick), "push_many_block": c.block,

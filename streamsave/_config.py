@@ -20,6 +20,7 @@ __all__ = ("SaverConfig", "make_config")
 Mode = Literal["w-", "x", "w"]
 Fsync = Literal["flush", "close", "never"]
 _FSYNC_BOOL: dict[bool, Fsync] = {True: "close", False: "never"}
+DEFAULT_CHUNK_BYTES = 2 * 2**20
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,7 +37,7 @@ class SaverConfig:
     overflow: Overflow = Overflow.BLOCK
     #: ``None`` (default): SWMR where the backend has it; resolved to a bool on construction
     swmr: bool | None = None
-    chunk_bytes: int = 2 * 2**20
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # make_config: at most the backend's max_request_bytes when not given
     max_chunk_frames: int = 16384
     max_frame_bytes: int = 1 << 30
     compress_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1))
@@ -150,7 +151,11 @@ def make_config(path: str | os.PathLike[str], options: dict[str, Any]) -> SaverC
         opts["compression"] = Compression.parse(opts["compression"])
     if "overflow" in opts:
         opts["overflow"] = Overflow.parse(opts["overflow"])
-    local = capabilities(backend_class(opts.get("backend", "h5py"))).local
+    caps = capabilities(backend_class(opts.get("backend", "h5py")))
+    local = caps.local
+    limit = caps.max_request_bytes
+    if "chunk_bytes" not in opts and limit is not None and limit < DEFAULT_CHUNK_BYTES:
+        opts["chunk_bytes"] = limit  # the default chunk, made to fit in one request of the backend
     try:
         # Absolute from the start: the writer must not follow a later os.chdir() (a service's
         # domain is kept as given).

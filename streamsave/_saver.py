@@ -290,7 +290,8 @@ async def open_saver(path: str | os.PathLike[str], **options: Any) -> AsyncItera
         ``/home/USER/run.h5``), or a :class:`~streamsave.backends.Backend` class.
     :param backend_options: keywords for the backend (for h5pyd ``endpoint``,
         ``username``, ``password``); never shown in reprs, logs or errors.
-    :param chunk_bytes: target size of one chunk (default 2 MiB).
+    :param chunk_bytes: target size of one chunk (default 2 MiB, or the backend's
+        largest request when that is smaller).
     :param compress_threads: threads that assemble and compress chunks (default:
         one per CPU but one, which is left to the event loop and the writer thread).
     :param fsync: ``"close"`` (default): wait until the file is on the device when

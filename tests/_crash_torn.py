@@ -12,6 +12,8 @@ Two ways to choose the kill moment:
   (N random, up to ``--writes``): never inside ``H5Fflush``, so whatever is damaged
   then was damaged by writes between flushes.
 
+``--backend tables`` runs the writer on another backend (its plain files).
+
 ``--hdf5 KEY=VALUE`` changes how the writer creates a plain file, to try HDF5 settings
 against the failure rate: ``istore_k=32`` (chunk index B-tree K) and
 ``local_heap_size_hint=0`` (group local heaps) replace the backend's settings (``None``:
@@ -96,6 +98,16 @@ def child(config: dict[str, Any], argv: list[str]) -> None:
             return make_fapl(None, libver=tuple(backend.PLAIN_LIBVER), **options)
 
         backend._plain_fapl = fapl
+    backend_name = config.get("backend")
+    if backend_name:  # the writer opens its saver on this backend
+        import streamsave
+
+        open_saver = streamsave.open_saver
+
+        def on_backend(path: Any, **options: Any) -> Any:
+            return open_saver(path, **options, backend=backend_name)
+
+        streamsave.open_saver = on_backend
     kill_at = int(config.get("kill_at_chunk", 0))
     if kill_at:
         stored = 0
@@ -114,12 +126,12 @@ def child(config: dict[str, Any], argv: list[str]) -> None:
 
 
 def run_once(case: crash_run.Case, src: Path, rng: random.Random, at: str, writes: int,
-             hdf5: dict[str, Any]) -> crash_run.Outcome:
-    if at == "time" and not hdf5:
+             hdf5: dict[str, Any], backend: str = "") -> crash_run.Outcome:
+    if at == "time" and not hdf5 and not backend:
         return crash_run.run_case(case, src, rng)
     interval, longest = PACE[case.scenario]
     outcome = crash_run.Outcome(case, delay=float(rng.randint(20, writes)))  # delay: the write the kill comes at
-    config: dict[str, Any] = {"hdf5": hdf5}
+    config: dict[str, Any] = {"hdf5": hdf5, "backend": backend}
     if at == "chunk":
         config["kill_at_chunk"] = int(outcome.delay)
     writer = [str(src), "swmr" if case.swmr else "plain", case.codec, str(interval), "0", case.scenario,
@@ -174,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", choices=("time", "write", "chunk"), default="write")
     parser.add_argument("--hdf5", action="append", default=[], metavar="KEY=VALUE",
                         help="an HDF5 setting for plain files, see above (VALUE: a Python literal, or a,b for a tuple)")
+    parser.add_argument("--backend", default="", help="the writer's backend (default: h5py), e.g. tables")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("writer", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--writes", type=int, default=600, help="--at write: the latest write to kill at")
@@ -196,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             src = Path(tmp) / f"run{i:04d}.h5"
-            outcome = run_once(case, src, rng, args.at, args.writes, hdf5)
+            outcome = run_once(case, src, rng, args.at, args.writes, hdf5, args.backend)
             if outcome.failures and outcome.failures[0].startswith(("killed before", "writer exited")):
                 skipped += 1
             else:

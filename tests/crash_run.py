@@ -345,7 +345,7 @@ def _check(name: str, group: h5py.Group, outcome: Outcome, *, exact: bool, limit
         outcome.failures.append(f"{name}: a channel the writer never made")
         return
     data = group["EnlData00"]
-    time_axis = next(group[k] for k in group if group[k].attrs.get("label") == "time")
+    time_axis = next(group[k] for k in group if _text(group[k].attrs.get("label")) == "time")
     n = data.shape[0] if limit is None else min(limit, data.shape[0])
     frames, times = _read(data, n), time_axis[:n]
     where = f"{name} ({'recovered' if exact else 'SWMR reader'})"
@@ -355,7 +355,7 @@ def _check(name: str, group: h5py.Group, outcome: Outcome, *, exact: bool, limit
         outcome.lost += durable - n
     if exact:
         outcome.verified += n
-        if time_axis.shape != (n,) or data.attrs.get("shape") != json.dumps(
+        if time_axis.shape != (n,) or _text(data.attrs.get("shape")) != json.dumps(
                 {"module": "builtins", "type": "tuple", "data": repr(data.shape)}):
             outcome.failures.append(f"{where}: {time_axis.shape} timestamps or shape attribute "
                                     f"{data.attrs.get('shape')!r} for {n} frames")
@@ -432,11 +432,17 @@ def _channels(f: h5py.File) -> dict[str, h5py.Group]:
     found: dict[str, h5py.Group] = {}
 
     def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Group) and obj.attrs.get("type") == "ch":
-            found[f"{obj.attrs['origin']}/{obj.attrs['TITLE']}"] = obj
+        if isinstance(obj, h5py.Group) and _text(obj.attrs.get("type")) == "ch":
+            found[f"{_text(obj.attrs['origin'])}/{_text(obj.attrs['TITLE'])}"] = obj
 
     f.visititems(visit)
     return found
+
+
+def _text(value: Any) -> Any:
+    """A text attribute as ``str``, whether stored variable-length (h5py) or fixed-length
+    (PyTables: read as ``bytes``)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _sha256(path: Path) -> str:

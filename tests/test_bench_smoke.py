@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench._scenarios import BACKENDS
+
 REPO = Path(__file__).resolve().parent.parent
 
 EXPECTED = {
@@ -18,6 +20,8 @@ EXPECTED = {
     "ss_2d_none", "ss_2d_lz4", "ss_2d_zstd1bit", "ss_2d2048_lz4", "ss_1d", "ss_0d_push",
     "ss_0d_push_many", "ss_16x1d", "ss_mixed", "ss_2d_lz4_swmr_off", "ss_2d_lz4_flush01",
     "ss_2d_lz4_sub3",
+    # one per backend beside the default
+    *(f"ss_2d_lz4_{backend.replace('-', '_')}" for backend in BACKENDS),
 }
 ENTRY_KEYS = {"name", "group", "params", "frames", "bytes_raw", "seconds", "frames_per_s",
               "mb_per_s", "ratio", "peak_rss_mib", "loop_lag_ms", "push_latency_us", "skipped"}

@@ -130,3 +130,26 @@ def test_status_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Camera/image" in result.stdout and "written" in result.stdout
     assert result.stdout.rstrip().splitlines()[-1].startswith(f"closed {tmp_path / 's.h5'}")
+
+
+@pytest.mark.parametrize("backend", ["h5py", "tables"])
+def test_record_backends(tmp_path: Path, backend: str) -> None:
+    """One argument chooses the backend; the file reads back the same (h5pyd: tests/test_hsds*.py)."""
+    if backend == "tables":
+        pytest.importorskip("tables")
+    path = tmp_path / f"{backend}.h5"
+    result = run_example("record_backends.py", path, "--backend", backend, "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"with backend {backend!r} (SWMR: {backend == 'h5py'}" in result.stdout
+    assert result.stdout.count("read back ") == 3
+    with h5py.File(path, "r") as f:
+        data = f["RawData/Detector000/Data2D/CH00/EnlData00"]
+        assert data.shape[0] > 0 and "32026" in data._filters
+        backend_attr = data.attrs["backend"]
+        assert (backend_attr.decode() if isinstance(backend_attr, bytes) else backend_attr) == backend
+
+
+def test_record_backends_names_what_is_missing(tmp_path: Path) -> None:
+    result = run_example("record_backends.py", tmp_path / "x.h5", "--backend", "tables", "--compression",
+                         "blosc2-nope", cwd=tmp_path)
+    assert result.returncode == 1 and "ConfigError" in result.stderr and "blosc2-lz4" in result.stderr

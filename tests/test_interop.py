@@ -83,10 +83,10 @@ def frames_for(spec: Spec, index: int) -> npt.NDArray[Any]:
 
 
 async def record(path: Path, specs: list[Spec], *, compression: str | None = "blosc2-lz4",
-                 swmr: bool = True, settings: dict[str, Any] | None = None) -> Recording:
+                 swmr: bool = True, settings: dict[str, Any] | None = None, backend: str = "h5py") -> Recording:
     frames = {s.key: frames_for(s, i) for i, s in enumerate(specs)}
     times = {s.key: (T0 + i + 0.01 * np.arange(s.frames)).astype(np.float64) for i, s in enumerate(specs)}
-    async with streamsave.open_saver(path, compression=compression, swmr=swmr) as saver:
+    async with streamsave.open_saver(path, compression=compression, swmr=swmr, backend=backend) as saver:
         detectors: dict[str, streamsave.Detector] = {}
         channels = []
         for s in specs:

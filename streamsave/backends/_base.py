@@ -153,7 +153,12 @@ class Backend(ABC):
 
     @abstractmethod
     def write_rows(self, path: str, start: int, values: npt.NDArray[Any]) -> None:
-        """Write ``values`` at rows ``start:start+len(values)`` (within the extent)."""
+        """Write ``values`` at rows ``start:start+len(values)`` (within the extent).
+
+        ``values`` may be a view of a buffer the engine reuses once the call returns
+        (as may ``data`` of :meth:`write_chunk`): a backend that keeps it, to send it
+        later, copies it.
+        """
 
     @abstractmethod
     def start_swmr(self) -> None:

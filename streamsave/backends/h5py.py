@@ -329,13 +329,16 @@ class _Writeback:
 
     __slots__ = ("_advise", "_done", "_pending", "_previous", "fd", "window")
 
-    def __init__(self, file: h5py.File, window: int = 4 * 2**20) -> None:
+    def __init__(self, file: h5py.File | int, window: int = 4 * 2**20) -> None:
         self.window = window
         self._pending = 0
         self._done = 0
         self._previous = 0
         self.fd: int | None = None
         self._advise = hasattr(os, "posix_fadvise")
+        if isinstance(file, int):  # a file descriptor already
+            self.fd = file
+            return
         try:
             self.fd = int(file.id.get_vfd_handle())
         except (ValueError, TypeError, OSError):  # not a plain file descriptor

@@ -38,10 +38,11 @@ class H5pyRowsBackend(H5pyBackend):
             super().create_dataset(path, spec)
             return
         c = spec.compression
+        cname: Any = c.codec  # one of hdf5plugin's names (Compression checked it)
         dtype: Any = h5py.vlen_dtype("uint8") if spec.dtype == "vlen-uint8" else spec.dtype
         dset = self.file.create_dataset(
             path, shape=spec.shape, maxshape=spec.maxshape, dtype=dtype, chunks=spec.chunks, data=spec.data,
-            compression=hdf5plugin.Blosc2(cname=c.codec, clevel=c.level, filters=_SHUFFLE[c.shuffle]))
+            compression=hdf5plugin.Blosc2(cname=cname, clevel=c.level, filters=_SHUFFLE[c.shuffle]))
         for key, value in spec.attrs.items():
             dset.attrs[key] = value
         if spec.maxshape is not None:

@@ -13,6 +13,7 @@ import socket
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 
 import streamsave
 from tests._hsds import HsdsServer, in_ci, start_server, tcp_listeners
+from tests.backend_conformance import BackendConformance
 
 if in_ci():  # the HSDS tests must run there
     import h5pyd
@@ -54,6 +56,33 @@ async def record(target: str, frames: int, *, shape: tuple[int, ...] = (64, 48),
             if i == frames // 2:
                 await saver.flush()
     return target
+
+
+class TestH5pydBackend(BackendConformance):
+    """The conformance scenarios on HSDS: recordings are domains in the user's home
+    folder, read back with h5pyd (the plain library here) and open_reader."""
+
+    backend = "h5pyd"
+
+    @pytest.fixture(autouse=True)
+    def _service(self, hsds: HsdsServer) -> None:
+        type(self).backend_options = hsds.connection()
+        self.server = hsds
+
+    def target(self, tmp_path: Path, name: str) -> str:
+        return domain(self.server, tmp_path, name)
+
+    @contextmanager
+    def open_plain(self, target: str) -> Iterator[Any]:
+        with h5pyd.File(target, "r", **self.server.connection()) as f:
+            yield f
+
+    def check_stored_compressed(self, dataset: Any, compression: str | None) -> None:
+        """HSDS compresses each chunk itself, with the codec asked for (byte shuffle)."""
+        if compression is None:
+            assert dataset.compression is None
+        else:
+            assert dataset.compression == compression.split("-")[1] and dataset.shuffle
 
 
 # ---------------------------------------------------------------------- the service

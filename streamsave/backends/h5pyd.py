@@ -210,6 +210,9 @@ class H5pydBackend(Backend):
         parent, _, name = path.rstrip("/").rpartition("/")
         with self._storage_errors(f"delete {path!r}"):
             del self.file[parent or "/"][name]
+            # sent at once: h5pyd would send a node made again under the same name as a new
+            # link, which HSDS refuses while the old one is there (the layout does that)
+            self.file.flush()
 
     def _dataset(self, path: str) -> Any:
         dset = self._datasets.get(path)

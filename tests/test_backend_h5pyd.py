@@ -357,3 +357,21 @@ async def test_a_service_killed_during_a_recording(tmp_path: Path) -> None:
     finally:
         server.cleanup()
     assert server.processes() == []
+
+
+async def test_the_backends_example_records_to_hsds(hsds: HsdsServer, tmp_path: Path) -> None:
+    """examples/record_backends.py with --backend h5pyd, the connection from HS_*."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "record_backends.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HS_")}
+    env.update(HS_ENDPOINT=hsds.endpoint, HS_USERNAME=hsds.username, HS_PASSWORD=hsds.password, HOME=str(tmp_path))
+    target = domain(hsds, tmp_path, "example.h5")
+    with anyio.fail_after(120):
+        done = await anyio.run_process([sys.executable, "-W", "error", str(example), target, "--backend", "h5pyd",
+                                        "--duration", "1", "--camera-rate", "50"], check=False, env=env, cwd=tmp_path)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    assert "with backend 'h5pyd' (SWMR: False" in out and out.count("read back ") == 3, out
+    assert hsds.password not in out + done.stderr.decode()
+    with h5pyd.File(target, "r", **hsds.connection()) as f:
+        data = f["/RawData/Detector000/Data2D/CH00/EnlData00"]
+        assert data.shape[0] > 0 and data.compression == "lz4" and data.attrs["backend"] == "h5pyd"

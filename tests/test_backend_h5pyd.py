@@ -375,3 +375,25 @@ async def test_the_backends_example_records_to_hsds(hsds: HsdsServer, tmp_path: 
     with h5pyd.File(target, "r", **hsds.connection()) as f:
         data = f["/RawData/Detector000/Data2D/CH00/EnlData00"]
         assert data.shape[0] > 0 and data.compression == "lz4" and data.attrs["backend"] == "h5pyd"
+
+
+async def test_a_reader_follows_the_flushes_of_a_writer(hsds: HsdsServer, tmp_path: Path) -> None:
+    """No SWMR, but a reader sees each flush: live while the writer has the domain."""
+    target = domain(hsds, tmp_path)
+    conn = hsds.connection()
+    async with streamsave.open_saver(target, backend="h5pyd", backend_options=conn, flush_interval=60) as saver:
+        ch = saver.add_detector("Camera").add_channel("image", shape=(64, 48), dtype="uint16")
+        for i in range(7):
+            await ch.push(image(i), timestamp=T0 + i)
+        await saver.flush()
+        with streamsave.open_reader(target, backend="h5pyd", backend_options=conn) as run:
+            got = run.channels["Camera/image"]
+            assert run.live and run.writing and len(got) == 7
+            for i in range(7, 19):
+                await ch.push(image(i), timestamp=T0 + i)
+            assert got.refresh() == 7  # not flushed yet
+            await saver.flush()
+            assert got.refresh() == 19
+            np.testing.assert_array_equal(got[7:19], [image(i) for i in range(7, 19)])
+    with streamsave.open_reader(target, backend="h5pyd", backend_options=conn) as run:
+        assert not run.live and len(run.channels["Camera/image"]) == 19

@@ -74,7 +74,7 @@ _SIXTEEN: Final = tuple(
 
 #: the backends measured beside the default (h5py, ss_2d_lz4) in the same run, as
 #: ss_2d_lz4_<name>: each with its own default SWMR setting (none of these has SWMR)
-BACKENDS: Final = ("tables", "h5py-rows")
+BACKENDS: Final = ("tables", "h5py-rows", "h5pyd")
 #: benchmark-only backend names -> "module:Class"
 BACKEND_CLASSES: Final = {"h5py-rows": "streamsave.backends.h5py_rows:H5pyRowsBackend"}
 
@@ -117,10 +117,14 @@ SCENARIOS: Final = {s.name: s for s in (
 )}
 
 
-def backend_arg(sc: Scenario) -> dict[str, Any]:
+def backend_arg(sc: Scenario, workdir: Path) -> dict[str, Any]:
     """``open_saver`` keywords for the scenario's backend (none for the default)."""
     if sc.backend == "h5py":
         return {}
+    if sc.backend == "h5pyd":  # a local HSDS, started by this process (bench/_hsds.py)
+        from . import _hsds
+
+        return {"backend": "h5pyd", "backend_options": _hsds.connection(workdir)}
     spec = BACKEND_CLASSES.get(sc.backend)
     if spec is None:
         return {"backend": sc.backend}
@@ -243,9 +247,14 @@ async def _main(ss: ModuleType, sc: Scenario, ctx: Ctx, pools: dict[str, Array],
         tg.start_soon(hb.run)
         await anyio.sleep(0.005)
         options: dict[str, Any] = {} if sc.fsync is None else {"fsync": sc.fsync}
-        options |= backend_arg(sc) | ({} if sc.swmr is None else {"swmr": sc.swmr})
+        options |= backend_arg(sc, path.parent) | ({} if sc.swmr is None else {"swmr": sc.swmr})
+        target: Any = path
+        if sc.backend == "h5pyd":
+            from . import _hsds
+
+            target = _hsds.domain(path.stem)
         t0 = time.perf_counter()
-        async with ss.open_saver(path, mode="w", compression=compression_arg(ss, sc.compression),
+        async with ss.open_saver(target, mode="w", compression=compression_arg(ss, sc.compression),
                                  flush_interval=sc.flush_interval, queue_size=sc.queue_size,
                                  overflow="block", **options) as saver:
             dets: dict[str, Any] = {}

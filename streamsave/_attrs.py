@@ -35,9 +35,16 @@ def attr(node: Any, key: str) -> Any:
     """An attribute's value, or ``None`` when it is missing, larger than
     :data:`MAX_ATTR_TEXT` bytes, or cannot be read (a damaged heap, an unsupported type)."""
     try:
-        if key not in node.attrs or node.attrs.get_id(key).get_storage_size() > MAX_ATTR_TEXT:
+        attrs = node.attrs
+        if key not in attrs:
             return None
-        return node.attrs.get(key)
+        get_id = getattr(attrs, "get_id", None)
+        if get_id is None:  # a service's file (h5pyd): the value arrives whole, its size is checked after
+            value = attrs.get(key)
+            return None if isinstance(value, str | bytes) and len(value) > MAX_ATTR_TEXT else value
+        if get_id(key).get_storage_size() > MAX_ATTR_TEXT:
+            return None
+        return attrs.get(key)
     except Exception:  # h5py raises many kinds on damaged or exotic attributes; all mean "unusable"
         return None
 

@@ -32,6 +32,8 @@ MAX_READ_BYTES: Final = 4 * 2**30
 MAX_READ_CHUNKS: Final = 1 << 18
 #: the largest chunk a read decompresses (HDF5 allocates a whole chunk to decode one)
 MAX_CHUNK_BYTES: Final = 1 << 30
+#: the most bytes one request to a service (HSDS through h5pyd) reads
+SERVICE_READ_BYTES: Final = 32 * 2**20
 #: an axis dataset holding more values than this is described by offset and scale only
 MAX_AXIS_VALUES: Final = 1 << 24
 
@@ -414,6 +416,8 @@ def _rows(dset: Any, lo: int, hi: int, step: int, count: int) -> npt.NDArray[Any
     """Rows ``lo:hi:step`` of a dataset. HDF5 walks every chunk between the first and
     the last row of a strided selection, stored or not, so rows further apart than a
     chunk are read one at a time (each costs one chunk)."""
+    if not isinstance(getattr(dset, "dataset", dset), h5py.Dataset):
+        return _rows_in_requests(dset, lo, hi, step, count)
     chunks = getattr(dset, "chunks", None)
     if step == 1 or not chunks or step < chunks[0]:
         rows: npt.NDArray[Any] = np.asarray(dset[lo:hi:step])
@@ -423,6 +427,25 @@ def _rows(dset: Any, lo: int, hi: int, step: int, count: int) -> npt.NDArray[Any
     out[0] = first[0]
     for j, i in enumerate(range(lo + step, hi, step), start=1):
         out[j] = dset[i:i + 1][0]
+    return out
+
+
+def _rows_in_requests(dset: Any, lo: int, hi: int, step: int, count: int) -> npt.NDArray[Any]:
+    """Rows ``lo:hi:step`` of a service's dataset (h5pyd), read in requests of at most
+    :data:`SERVICE_READ_BYTES` (HSDS refuses larger ones: 100 MiB by default)."""
+    row_bytes = max(1, int(dset.dtype.itemsize) * math.prod(int(n) for n in dset.shape[1:]))
+    per_request = max(1, SERVICE_READ_BYTES // row_bytes)
+    if count <= per_request:
+        rows: npt.NDArray[Any] = np.asarray(dset[lo:hi:step])
+        return rows
+    out: npt.NDArray[Any] | None = None
+    for j in range(0, count, per_request):
+        start = lo + j * step
+        part = np.asarray(dset[start:min(hi, start + per_request * step):step])
+        if out is None:
+            out = np.empty((count, *part.shape[1:]), dtype=part.dtype)
+        out[j:j + len(part)] = part
+    assert out is not None
     return out
 
 

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from ._attrs import attr, envelope
 from ._columns import FRAME_NUMBERS, MAX_METADATA, METADATA_GROUP
 from ._errors import ReadError
+from ._nodes import KINDS, external_data
 
 if TYPE_CHECKING:
     from ._channel_reader import ChannelReader
@@ -91,11 +92,11 @@ class Column:
 def _column_node(group: Any, name: str) -> h5py.Dataset | None:
     """``group[name]`` if it is a hard-linked, one-dimensional numeric dataset stored in this file."""
     try:
-        if not isinstance(group, h5py.Group) or not isinstance(group.get(name, getlink=True), h5py.HardLink):
+        if not isinstance(group, KINDS.group) or not isinstance(group.get(name, getlink=True), KINDS.hard):
             return None
         node = group.get(name)
-        if not isinstance(node, h5py.Dataset) or node.ndim != 1 or node.dtype.kind not in "biuf" \
-                or node.is_virtual or node.id.get_create_plist().get_external_count():
+        if not isinstance(node, KINDS.dataset) or node.ndim != 1 or node.dtype.kind not in "biuf" \
+                or external_data(node):
             return None
         return node
     except (OSError, KeyError, ValueError, RuntimeError, TypeError):
@@ -115,7 +116,7 @@ def find_columns(data: Any) -> tuple[h5py.Dataset | None, tuple[int | None, int 
     (``None`` if not recorded), and its metadata datasets by name, found beside its
     data node."""
     group = getattr(data, "parent", None)
-    if not isinstance(data, h5py.Dataset) or not isinstance(group, h5py.Group):
+    if not isinstance(data, KINDS.dataset) or not isinstance(group, KINDS.group):
         return None, (None, None), {}
     numbers = _column_node(group, FRAME_NUMBERS)
     numbers = numbers if numbers is not None and numbers.dtype.kind in "iu" else None
@@ -123,8 +124,8 @@ def find_columns(data: Any) -> tuple[h5py.Dataset | None, tuple[int | None, int 
     metadata: dict[str, h5py.Dataset] = {}
     try:
         link = group.get(METADATA_GROUP, getlink=True)
-        meta = group.get(METADATA_GROUP) if isinstance(link, h5py.HardLink) else None
-        names = sorted(meta)[:MAX_METADATA] if isinstance(meta, h5py.Group) else []
+        meta = group.get(METADATA_GROUP) if isinstance(link, KINDS.hard) else None
+        names = sorted(meta)[:MAX_METADATA] if isinstance(meta, KINDS.group) else []
     except (OSError, KeyError, ValueError, RuntimeError, TypeError):
         meta, names = None, []
     for name in names:

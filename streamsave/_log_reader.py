@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from ._log import LogMessage
+from ._nodes import KINDS
 
 __all__ = ("log_nodes", "messages_from_index", "messages_from_logger", "read_log", "string_from_pickle")
 
@@ -95,7 +96,7 @@ def messages_from_logger(logger: h5py.Dataset) -> tuple[LogMessage, ...]:
 def log_nodes(nodes: dict[str, Any]) -> tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset] | None:
     """The times, levels and ends datasets, if all three are one-dimensional numbers."""
     times, levels, ends = (nodes.get(key) for key in ("times", "levels", "ends"))
-    if not (isinstance(times, h5py.Dataset) and isinstance(levels, h5py.Dataset) and isinstance(ends, h5py.Dataset)):
+    if not (isinstance(times, KINDS.dataset) and isinstance(levels, KINDS.dataset) and isinstance(ends, KINDS.dataset)):
         return None
     if not (times.ndim == levels.ndim == ends.ndim == 1 and times.dtype.kind in "iuf"
             and levels.dtype.kind in "iu" and ends.dtype.kind in "iu"):
@@ -106,9 +107,9 @@ def log_nodes(nodes: dict[str, Any]) -> tuple[h5py.Dataset, h5py.Dataset, h5py.D
 def read_log(nodes: dict[str, Any], *, bounded: bool, live: bool) -> tuple[LogMessage, ...]:
     """``run.log``: from streamsave's datasets when the file has them, else from the Logger."""
     index, text = log_nodes(nodes), nodes.get("text")
-    if index is not None and isinstance(text, h5py.Dataset) and text.ndim == 1 and text.dtype == np.uint8:
+    if index is not None and isinstance(text, KINDS.dataset) and text.ndim == 1 and text.dtype == np.uint8:
         durable = nodes.get("durable")
-        return messages_from_index(index, text, durable if isinstance(durable, h5py.Dataset) else None,
+        return messages_from_index(index, text, durable if isinstance(durable, KINDS.dataset) else None,
                                    bounded=bounded, live=live)
     logger = nodes.get("logger")
-    return messages_from_logger(logger) if isinstance(logger, h5py.Dataset) else ()
+    return messages_from_logger(logger) if isinstance(logger, KINDS.dataset) else ()

@@ -41,6 +41,7 @@ from ._hdf5 import set_property
 from ._layout import JOURNAL_FRAMES, JOURNAL_GROUP, JOURNAL_WRITING
 from ._log import LOG_DURABLE, LOG_ENDS, LOG_LEVELS, LOG_TEXT, LOG_TIMES, LOGGER, LogMessage
 from ._log_reader import read_log
+from ._nodes import KINDS, accept, external_data
 from ._scan_reader import ScanReader, discover_scans
 from ._spec import Axis
 from .backends import Backend
@@ -189,7 +190,7 @@ def _held_for_writing(file: h5py.File) -> bool:
     file between the writer and this reader, and reports the writer's access)."""
     try:
         return bool(file.id.get_intent() & h5py.h5f.ACC_RDWR)
-    except (OSError, ValueError, RuntimeError):
+    except (OSError, ValueError, RuntimeError, AttributeError):  # AttributeError: not h5py (a service's file)
         return False
 
 
@@ -208,12 +209,15 @@ class Run:
         #: the file
         self.path = path
         self._file = file
+        accept(file)
         #: :meth:`close` was called
         self.closed = False
         #: a writer may still be adding frames: opened as an SWMR reader, or opened in the
         #: writer's own process (HDF5 shares the open file, which it holds for writing)
         self.live = live or _held_for_writing(file)
         self._swmr = live
+        if not self.live and not isinstance(file, h5py.File):  # a service's file: live while its writer says so
+            self.live = self._flag() is True
         self._lock = threading.Lock()
         self._journal: np.ndarray[Any, Any] | None = None
         self._journal_columns: list[str] = []
@@ -221,7 +225,7 @@ class Run:
         # what the journal says its last flush made durable is whole
         self._unclosed = self.live or self._flag() is not False
         self._read_journal()
-        self._is_streamsave = isinstance(_member_at(file, "/RawData"), h5py.Group)
+        self._is_streamsave = isinstance(_member_at(file, "/RawData"), KINDS.group)
         #: the scans (``ScanNNN`` groups) by title, see :class:`~streamsave.ScanReader`
         self.scans: Mapping[str, ScanReader] = discover_scans(self, file) if self._is_streamsave else {}
         self.channels: Mapping[str, ChannelReader] = self._discover()
@@ -295,7 +299,7 @@ class Run:
         """``/streamsave/writing`` (refreshed in a live file), or ``None`` if it is
         missing or unreadable."""
         flag = _member_at(self._file, JOURNAL_WRITING)
-        if not isinstance(flag, h5py.Dataset) or flag.shape != (1,) or flag.dtype.kind not in "biu":
+        if not isinstance(flag, KINDS.dataset) or flag.shape != (1,) or flag.dtype.kind not in "biu":
             return None
         try:
             if self.live:
@@ -327,7 +331,7 @@ class Run:
     def _read_journal(self) -> None:
         group, frames = _member_at(self._file, JOURNAL_GROUP), _member_at(self._file, JOURNAL_FRAMES)
         self._journal = None
-        if not isinstance(group, h5py.Group) or not isinstance(frames, h5py.Dataset):
+        if not isinstance(group, KINDS.group) or not isinstance(frames, KINDS.dataset):
             return
         try:
             if self.live:
@@ -356,7 +360,7 @@ class Run:
         walk = _Walk()
         found: dict[str, ChannelReader] = {}
         raw = walk.member(self._file, "RawData")
-        if self._is_streamsave and isinstance(raw, h5py.Group):
+        if self._is_streamsave and isinstance(raw, KINDS.group):
             for det in walk.groups(raw):
                 settings = _settings(walk, det)
                 for dim in walk.groups(det):
@@ -399,7 +403,7 @@ class Run:
         time, axes = None, []
         for name in walk.names(ch):
             node = walk.member(ch, name)
-            if not isinstance(node, h5py.Dataset) or node == data or text(attr(node, "data_type")) != "axis":
+            if not isinstance(node, KINDS.dataset) or node == data or text(attr(node, "data_type")) != "axis":
                 continue
             index = envelope(attr(node, "index"))
             if text(attr(node, "label")) == "time" and (index == 0 or index is None) and enlargeable:
@@ -409,8 +413,8 @@ class Run:
                 axes.append((index, node))
         if time is None and enlargeable:  # PyMoDAQ: one time axis per detector, in NavAxes
             nav = walk.member(det, "NavAxes")
-            if isinstance(nav, h5py.Group):
-                time = next((n for k in walk.names(nav) if isinstance(n := walk.member(nav, k), h5py.Dataset)
+            if isinstance(nav, KINDS.group):
+                time = next((n for k in walk.names(nav) if isinstance(n := walk.member(nav, k), KINDS.dataset)
                              and text(attr(n, "label")) == "time" and n.ndim == 1), None)
         frame_shape = () if scalar else tuple(data.shape[1:] if enlargeable else data.shape)
         axis_objs: list[Axis] = []
@@ -476,7 +480,7 @@ def _nbytes(dset: h5py.Dataset) -> int:
 
 def _is_data(node: Any) -> bool:
     """A dataset that can hold frames: numbers or booleans, at least one dimension."""
-    return isinstance(node, h5py.Dataset) and node.shape is not None and node.ndim >= 1 and \
+    return isinstance(node, KINDS.dataset) and node.shape is not None and node.ndim >= 1 and \
         node.dtype.kind in "biufc" and node.dtype.subdtype is None
 
 
@@ -486,7 +490,7 @@ def _settings(walk: _Walk, det: h5py.Group) -> dict[str, Any]:
     blob = text(attr(det, "params_dataset"))
     if blob and "/" not in blob:
         node = walk.member(det, blob)
-        if isinstance(node, h5py.Dataset) and node.dtype == np.uint8 and node.ndim == 1 \
+        if isinstance(node, KINDS.dataset) and node.dtype == np.uint8 and node.ndim == 1 \
                 and node.shape[0] <= _MAX_SETTINGS_BYTES:
             with contextlib.suppress(*_H5_ERRORS):
                 found = settings_from_json(bytes(np.asarray(node[()])).decode("utf-8"), limit=_MAX_SETTINGS_BYTES)
@@ -519,13 +523,13 @@ class _Walk:
             return None
         try:
             link = group.get(key, getlink=True)
-            if isinstance(link, h5py.HardLink):
+            if isinstance(link, KINDS.hard):
                 node = group.get(key)
-            elif isinstance(link, h5py.SoftLink) and hops < _MAX_SOFT_LINKS:
+            elif isinstance(link, KINDS.soft) and hops < _MAX_SOFT_LINKS:
                 node = self._resolve(group, str(link.path), hops + 1)
             else:
                 return None  # external and user-defined links are not followed
-            if isinstance(node, h5py.Dataset) and (node.is_virtual or node.id.get_create_plist().get_external_count()):
+            if isinstance(node, KINDS.dataset) and external_data(node):
                 return None  # its data lives in other files: not followed
         except _H5_ERRORS:
             return None
@@ -536,7 +540,7 @@ class _Walk:
         for part in path.split("/"):
             if part in ("", "."):
                 continue
-            if not isinstance(node, h5py.Group):
+            if not isinstance(node, KINDS.group):
                 return None
             node = self.member(node, part, hops)
         return node
@@ -545,7 +549,7 @@ class _Walk:
         """The groups in ``parent`` not walked before."""
         for key in self.names(parent):
             node = self.member(parent, key)
-            if isinstance(node, h5py.Group) and node not in self.seen:
+            if isinstance(node, KINDS.group) and node not in self.seen:
                 self.seen.add(node)
                 yield node
 
@@ -557,14 +561,14 @@ class _Walk:
             prefix, group = queue.popleft()
             for key in self.names(group):
                 try:  # hard links only: what a soft link reaches is listed under its own path
-                    hard = isinstance(group.get(key, getlink=True), h5py.HardLink)
+                    hard = isinstance(group.get(key, getlink=True), KINDS.hard)
                 except _H5_ERRORS:
                     hard = False
                 node = self.member(group, key) if hard else None
                 if node is None or node in self.seen:
                     continue
                 self.seen.add(node)
-                if isinstance(node, h5py.Group):
+                if isinstance(node, KINDS.group):
                     queue.append((f"{prefix}{key}/", node))
                 elif _is_data(node):
                     yield f"{prefix}{key}", node
@@ -575,7 +579,7 @@ def _member_at(file: h5py.File, path: str) -> Any:
     node: Any = file
     walk = _Walk()
     for part in path.strip("/").split("/"):
-        if not isinstance(node, h5py.Group):
+        if not isinstance(node, KINDS.group):
             return None
         node = walk.member(node, part)
     return node

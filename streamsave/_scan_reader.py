@@ -28,6 +28,7 @@ import numpy.typing as npt
 from ._attrs import attr, envelope, text
 from ._channel_reader import axis_from_node
 from ._errors import ReadError
+from ._nodes import KINDS
 from ._spec import Axis
 
 if TYPE_CHECKING:
@@ -43,20 +44,20 @@ MAX_SCAN_READ: Final = 1 << 31
 def _groups(parent: h5py.Group) -> Iterator[tuple[str, h5py.Group]]:
     for key in sorted(parent):
         try:
-            if not isinstance(parent.get(key, getlink=True), h5py.HardLink):
+            if not isinstance(parent.get(key, getlink=True), KINDS.hard):
                 continue  # soft and external links are not followed
             node = parent.get(key)
         except (OSError, KeyError, ValueError, RuntimeError):
             continue
-        if isinstance(node, h5py.Group):
+        if isinstance(node, KINDS.group):
             yield key, node
 
 
 def _datasets(parent: h5py.Group) -> Iterator[tuple[str, h5py.Dataset]]:
     for key in sorted(parent):
         try:
-            if isinstance(parent.get(key, getlink=True), h5py.HardLink) and isinstance(
-                    node := parent.get(key), h5py.Dataset):
+            if isinstance(parent.get(key, getlink=True), KINDS.hard) and isinstance(
+                    node := parent.get(key), KINDS.dataset):
                 yield key, node
         except (OSError, KeyError, ValueError, RuntimeError):
             continue
@@ -232,7 +233,7 @@ def _nav_axes(group: h5py.Group) -> tuple[list[tuple[int, Axis]], int]:
     nav = group.get("NavAxes")
     axes: list[tuple[int, Axis]] = []
     average = 1
-    if not isinstance(nav, h5py.Group):
+    if not isinstance(nav, KINDS.group):
         return axes, average
     for _, node in _datasets(nav):
         if text(attr(node, "data_type")) != "axis" or node.ndim != 1:
@@ -292,7 +293,7 @@ def _add_channel(run: Run, scan: ScanReader, det: h5py.Group, detector: str, ch:
             signal.append((index, node))
     if adaptive and not positions:  # PyMoDAQ's enlargeable savers: NavAxes of the detector
         nav_group = det.get("NavAxes")
-        if isinstance(nav_group, h5py.Group):
+        if isinstance(nav_group, KINDS.group):
             positions = [(_int(attr(n, "spread_order"), 0), n) for _, n in _datasets(nav_group)
                          if text(attr(n, "data_type")) == "axis" and text(attr(n, "label")) != "time"]
     positions.sort(key=lambda pair: pair[0])
@@ -307,7 +308,7 @@ def _add_channel(run: Run, scan: ScanReader, det: h5py.Group, detector: str, ch:
                           for _, n in positions)
     time = ch.get("Timestamps")
     reader = ScanChannelReader(run, scan, detector, text(attr(ch, "TITLE")) or str(ch.name).rsplit("/", 1)[-1],
-                               data, time if isinstance(time, h5py.Dataset) else None, tuple(axes),
+                               data, time if isinstance(time, KINDS.dataset) else None, tuple(axes),
                                tuple(n for _, n in positions))
     key = reader.full_name
     if key in scan.channels:
@@ -319,7 +320,7 @@ def discover_scans(run: Run, file: h5py.File) -> Mapping[str, ScanReader]:
     """Every scan group under ``/RawData`` (``type='scan'``), by title."""
     raw = file.get("RawData")
     found: dict[str, ScanReader] = {}
-    if not isinstance(raw, h5py.Group):
+    if not isinstance(raw, KINDS.group):
         return found
     for name, group in _groups(raw):
         if text(attr(group, "type")) != "scan" and not name.startswith("Scan"):

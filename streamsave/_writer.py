@@ -381,6 +381,12 @@ class Writer:
             if closing or waiters or now >= next_flush:
                 try:
                     self._flush()
+                except BaseException as exc:  # recorded before the waiters wake, so they raise it
+                    failure = _translate(exc, "write")
+                    control.fail(failure)
+                    if failure is exc:
+                        raise
+                    raise failure from exc
                 finally:  # waiters learn the outcome (success, or the failure) either way
                     for event in waiters:
                         control.waker.call(event.set)

@@ -81,3 +81,14 @@ def no_leaked_threads() -> Iterator[None]:
             break
         time.sleep(0.01)
     assert not alive, f"threads left running: {alive}"
+
+
+@pytest.fixture(scope="session")
+def hsds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real HSDS service for the session (tests/_hsds.py): skipped with the reason
+    when HSDS is not installed, except in CI, where that fails."""
+    from tests._hsds import start_server
+
+    server = start_server(tmp_path_factory.mktemp("hsds"))
+    yield server
+    server.cleanup()  # raises if a process of the service is left

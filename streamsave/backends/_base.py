@@ -19,10 +19,12 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from .._spec import Compression
 
-__all__ = ("ALL_CODECS", "AttrValue", "Backend", "DatasetSpec")
+__all__ = ("ALL_CODECS", "ALL_SHUFFLES", "AttrValue", "Backend", "DatasetSpec")
 
 #: every codec a :class:`~streamsave.Compression` may name
 ALL_CODECS: Final = frozenset({"blosclz", "lz4", "lz4hc", "zlib", "zstd"})
+#: every shuffle a :class:`~streamsave.Compression` may name
+ALL_SHUFFLES: Final = frozenset({"none", "byte", "bit"})
 
 #: What an attribute may hold once the layout has encoded it.
 AttrValue: TypeAlias = str | int | float | bytes | np.generic | npt.NDArray[Any]
@@ -99,6 +101,8 @@ class Backend(ABC):
     supports_swmr: ClassVar[bool]
     #: the :class:`~streamsave.Compression` codecs it can store (uncompressed always works)
     codecs: ClassVar[frozenset[str]] = ALL_CODECS
+    #: the :class:`~streamsave.Compression` shuffles it can store with them
+    shuffles: ClassVar[frozenset[str]] = ALL_SHUFFLES
     #: the largest single write it accepts, in bytes (``None``: no limit)
     max_request_bytes: ClassVar[int | None] = None
     #: files are local HDF5 files, which :func:`~streamsave.open_reader` opens with h5py;

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import ConfigError
-from ._base import ALL_CODECS, Backend
+from ._base import ALL_CODECS, ALL_SHUFFLES, Backend
 
 if TYPE_CHECKING:
     from .._spec import Compression
@@ -65,13 +65,15 @@ class Capabilities:
     codecs: frozenset[str]
     max_request_bytes: int | None
     local: bool
+    shuffles: frozenset[str] = ALL_SHUFFLES
 
     def can(self) -> str:
         """What the backend can do, in words, for error messages."""
         codecs = ", ".join(sorted(self.codecs)) or "none"
         limit = "no limit" if self.max_request_bytes is None else f"{_mib(self.max_request_bytes)} per request"
+        shuffles = "" if self.shuffles == ALL_SHUFFLES else f" with shuffle {', '.join(sorted(self.shuffles))}"
         return (f"backend {self.name!r}: SWMR {'yes' if self.swmr else 'no'}, direct chunk write "
-                f"{'yes' if self.direct_chunk_write else 'no'}, codecs {codecs} (or uncompressed), {limit}")
+                f"{'yes' if self.direct_chunk_write else 'no'}, codecs {codecs}{shuffles} (or uncompressed), {limit}")
 
 
 def capabilities(factory: object) -> Capabilities:
@@ -86,6 +88,7 @@ def capabilities(factory: object) -> Capabilities:
         codecs=frozenset(codecs),
         max_request_bytes=limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
         local=getattr(factory, "local", True) is not False,
+        shuffles=frozenset(getattr(factory, "shuffles", ALL_SHUFFLES)),
     )
 
 
@@ -105,6 +108,10 @@ def check_saver(caps: Capabilities, *, swmr: bool | None, compression: Compressi
         codecs = ", ".join(f"'blosc2-{c}'" for c in sorted(caps.codecs))
         raise ConfigError(f"backend {caps.name!r} cannot store compression={compression.name!r}; "
                           f"use one of {codecs or 'no codec'} or compression=None. {caps.can()}")
+    if compression is not None and compression.shuffle not in caps.shuffles:
+        shuffles = ", ".join(repr(s) for s in sorted(caps.shuffles))
+        raise ConfigError(f"backend {caps.name!r} cannot store compression={compression.name!r} (shuffle="
+                          f"{compression.shuffle!r}); use shuffle {shuffles}. {caps.can()}")
     check_request(caps, chunk_bytes, "chunk_bytes")
     return caps.swmr if swmr is None else bool(swmr)
 

@@ -95,17 +95,7 @@ class Detector:
         :raises ~streamsave.LayoutFrozenError: writing already started in SWMR mode.
         :raises ~streamsave.SaverClosedError: the saver is closing or closed.
         """
-        check_name("channel", name)
-        shape_t = _check_shape(name, shape)
-        dt = _check_dtype(name, dtype)
-        if not isinstance(units, str) or not isinstance(label, str):
-            raise ConfigError(f"channel {name!r}: units and label must be strings, got {units!r}, {label!r}")
-        axes = tuple(axes)
-        if len(axes) > len(shape_t) or not all(isinstance(a, Axis) for a in axes):
-            raise ConfigError(f"channel {name!r}: axes must be at most {len(shape_t)} Axis objects "
-                              f"(one per frame dimension), got {axes!r}")
-        for i, axis in enumerate(axes):
-            axis.coordinates(shape_t[i])
+        shape_t, dt, axes = check_channel(name, shape, dtype, units, label, axes)
         policy = self._control.config.overflow if overflow is None else Overflow.parse(overflow)
         if frame_numbers is not None and not isinstance(frame_numbers, bool):
             raise ConfigError(f"channel {name!r}: frame_numbers must be True, False or None, got {frame_numbers!r}")
@@ -167,6 +157,27 @@ class Detector:
             copy=copy, monotonic=monotonic, columns=columns,
             paths=self._naming.channel(self.path, len(shape), len(axes), numbers=columns.numbers,
                                        metadata=columns.names))
+
+
+def check_channel(name: str, shape: Sequence[int], dtype: npt.DTypeLike, units: str, label: str,
+                  axes: Sequence[Axis]) -> tuple[tuple[int, ...], np.dtype[Any], tuple[Axis, ...]]:
+    """Check what declares a channel (continuous or of a scan): its name, shape,
+    dtype, units, label and axes; returns the shape, dtype and axes as stored.
+
+    :raises ~streamsave.ConfigError: any of them invalid, saying which and why.
+    """
+    check_name("channel", name)
+    shape_t = _check_shape(name, shape)
+    dt = _check_dtype(name, dtype)
+    if not isinstance(units, str) or not isinstance(label, str):
+        raise ConfigError(f"channel {name!r}: units and label must be strings, got {units!r}, {label!r}")
+    axes_t = tuple(axes)
+    if len(axes_t) > len(shape_t) or not all(isinstance(a, Axis) for a in axes_t):
+        raise ConfigError(f"channel {name!r}: axes must be at most {len(shape_t)} Axis objects "
+                          f"(one per frame dimension), got {axes_t!r}")
+    for i, axis in enumerate(axes_t):
+        axis.coordinates(shape_t[i])
+    return shape_t, dt, axes_t
 
 
 def _check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from ._channel import SMALL_FRAME_BYTES, Channel
 from ._compress import choose_chunk_frames
-from ._detector import _check_dtype, _check_shape
+from ._detector import check_channel
 from ._errors import ConfigError, FrameMismatchError, FrameNumberError, MetadataError, StreamSaveError
 from ._layout import MAX_ATTR_BYTES, ChannelPaths, check_name, dim_group, settings_to_json, settings_xml
 from ._spec import Axis, Overflow
@@ -158,17 +158,7 @@ class ScanDetector:
             fill value, or a queue that does not fit in the saver's ``memory_budget``.
         :raises ~streamsave.LayoutFrozenError: writing already started in SWMR mode.
         """
-        check_name("channel", name)
-        shape_t = _check_shape(name, shape)
-        dt = _check_dtype(name, dtype)
-        if not isinstance(units, str) or not isinstance(label, str):
-            raise ConfigError(f"channel {name!r}: units and label must be strings, got {units!r}, {label!r}")
-        axes = tuple(axes)
-        if len(axes) > len(shape_t) or not all(isinstance(a, Axis) for a in axes):
-            raise ConfigError(f"channel {name!r}: axes must be at most {len(shape_t)} Axis objects "
-                              f"(one per frame dimension), got {axes!r}")
-        for i, axis in enumerate(axes):
-            axis.coordinates(shape_t[i])
+        shape_t, dt, axes = check_channel(name, shape, dtype, units, label, axes)
         control = self.scan._control
         policy = Overflow.parse(overflow) if overflow is not None else control.config.overflow
         if policy in (Overflow.DROP_OLDEST, Overflow.DROP_NEWEST):

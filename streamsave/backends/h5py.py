@@ -210,11 +210,7 @@ class H5pyBackend(Backend):
             return
         file.close()
         if fsync:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(self.path)
 
 
 def _forget_chunk_info(dset: h5py.Dataset, offset: Sequence[int]) -> None:
@@ -230,6 +226,15 @@ def _forget_chunk_info(dset: h5py.Dataset, offset: Sequence[int]) -> None:
     following = (offset[0] + dset.chunks[0], *offset[1:])
     with contextlib.suppress(Exception):
         dset.id.read_direct_chunk(following)
+
+
+def fsync_file(path: os.PathLike[str] | str) -> None:
+    """Wait until the closed file's bytes are on the device."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sync_directory(path: os.PathLike[str] | str) -> None:

@@ -39,7 +39,7 @@ import tables
 
 from .._spec import Compression
 from ._base import AttrValue, Backend, DatasetSpec
-from .h5py import _create_plain, _sync_directory, _Writeback
+from .h5py import _create_plain, _sync_directory, _Writeback, fsync_file
 
 __all__ = ("TablesBackend",)
 
@@ -191,11 +191,7 @@ class TablesBackend(Backend):
             return
         file.close()
         if fsync:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(self.path)
 
 
 def _forget_chunk_info(node: Any) -> None:

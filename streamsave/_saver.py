@@ -132,10 +132,10 @@ class Saver:
         :raises ~streamsave.ConfigError: the backend cannot store a scan (scan points
             are stored by direct chunk write).
         """
-        backend = self.config.backend_factory()
-        if not getattr(backend, "supports_direct_chunk_write", True):
-            raise ConfigError(f"backend {getattr(backend, 'name', backend)!r} cannot store scan {name!r}: scans are "
-                              "stored by direct chunk write, which it has not; use backend='h5py' or 'tables'")
+        caps = self.config.capabilities
+        if not caps.direct_chunk_write:
+            raise ConfigError(f"backend {caps.name!r} cannot store scan {name!r}: scans are stored by direct chunk "
+                              "write, which it has not; use backend='h5py' or 'tables'")
         return declare_scan(self._control, self.scans, name, axes, average=average, overwrite=overwrite,
                             settings=settings)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import anyio
 
 if TYPE_CHECKING:
-    from ._stats import SaverStatistics
+    from ._stats import ChannelStatistics, SaverStatistics
 
 __all__ = (
     "Backpressure",
@@ -86,6 +86,15 @@ class FramesWritten:
     compression_ratio: float
     queue_fill: int
     time: float = field(default_factory=_now)
+
+    @classmethod
+    def since(cls, st: ChannelStatistics, reported: int) -> FramesWritten:
+        """The event for a channel's statistics ``st``, ``reported`` frames having been
+        announced by the previous one."""
+        return cls(channel=st.name, frames=st.frames_written - reported, frames_written=st.frames_written,
+                   frames_durable=st.frames_durable, frames_dropped=st.frames_dropped,
+                   bytes_written=st.bytes_written, bytes_stored=st.bytes_stored,
+                   compression_ratio=st.compression_ratio, queue_fill=st.queue_fill)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

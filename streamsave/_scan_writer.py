@@ -335,11 +335,7 @@ class ScanWriter:
                 continue
             st = ch.statistics()
             if st.frames_written != stream.reported:
-                self.writer.control.publish(FramesWritten(
-                    channel=st.name, frames=st.frames_written - stream.reported, frames_written=st.frames_written,
-                    frames_durable=st.frames_durable, frames_dropped=st.frames_dropped,
-                    bytes_written=st.bytes_written, bytes_stored=st.bytes_stored,
-                    compression_ratio=st.compression_ratio, queue_fill=st.queue_fill))
+                self.writer.control.publish(FramesWritten.since(st, stream.reported))
                 stream.reported = st.frames_written
 
     def abort(self) -> None:

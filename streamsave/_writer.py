@@ -714,11 +714,7 @@ class Writer:
                 continue
             st = ch.statistics()
             if st.frames_written != stream.reported_written:
-                self.control.publish(FramesWritten(
-                    channel=st.name, frames=st.frames_written - stream.reported_written,
-                    frames_written=st.frames_written, frames_durable=st.frames_durable,
-                    frames_dropped=st.frames_dropped, bytes_written=st.bytes_written, bytes_stored=st.bytes_stored,
-                    compression_ratio=st.compression_ratio, queue_fill=st.queue_fill))
+                self.control.publish(FramesWritten.since(st, stream.reported_written))
                 stream.reported_written = st.frames_written
 
     def _write_final_attrs(self, stream: _Stream, *, closing: bool = False) -> None:

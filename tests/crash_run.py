@@ -180,6 +180,9 @@ class Summary:
         lines.append(f"  known limit: {len(torn)} of {sum(o.in_flush for o in plain)} kills of plain files inside "
                      f"H5Fflush/H5Fclose ({len(plain)} kills of plain files) tore metadata, "
                      f"{sum(o.lost for o in torn)} durable frames lost with it")
+        if unpromised := [o for o in self.outcomes if o.unpromised]:
+            lines.append(f"  {len(unpromised)} writers killed before their first flush left a file recovery "
+                         f"refuses (nothing was durable, nothing lost): {unpromised[0].unpromised}")
         for scenario in SCENARIOS:
             mine = [o for o in self.outcomes if o.case.scenario == scenario]
             for key in sorted({str(o.case) for o in mine if o.failures and not o.torn}):
